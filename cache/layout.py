@@ -1,0 +1,25 @@
+"""Fixed names of the HDF5 embedding cache (documented in README "Cache layout").
+
+Anyone with h5py can read a cache: captions/text, captions/image_index, captions/embedding,
+images/id, images/path, and the root attributes below.
+"""
+CAPTION_TEXT = "captions/text"  # [N] UTF-8 str
+CAPTION_IMAGE_INDEX = "captions/image_index"  # [N] int64, row in images/
+CAPTION_EMBEDDING = "captions/embedding"  # [N, D] float32 (or float16 with --dtype float16)
+IMAGE_ID = "images/id"  # [M] UTF-8 str
+IMAGE_PATH = "images/path"  # [M] UTF-8 str, absolute
+TEST_ID = "test/id"  # [T] UTF-8 str (optional: held-out test captions of the dataset)
+TEST_TEXT = "test/text"  # [T] UTF-8 str
+ENCODER_STATE = "encoder_state"  # group: fitted encoder arrays (tfidf vocabulary, idf), may be empty
+
+# root attributes
+ATTR_ENCODER = "encoder"  # spec string
+ATTR_ENCODER_CONFIG = "encoder_config"  # JSON
+ATTR_DIM = "dim"
+ATTR_FINGERPRINT = "fingerprint"  # hash of dataset ids + captions + encoder config
+ATTR_COMPLETE = "complete"  # bool
+ATTR_DATASET_NAME = "dataset_name"
+ATTR_DATASET_ROOT = "dataset_root"
+ATTR_DATASET_LAYOUT = "dataset_layout"
+ATTR_VERSIONS = "versions"  # JSON {library: version}
+ATTR_CREATED = "created"  # ISO time
