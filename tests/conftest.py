@@ -1,0 +1,12 @@
+"""Test-wide settings: offline, quiet, deterministic.
+
+Set before TensorFlow is imported anywhere: oneDNN off gives bit-identical results run to run
+(DESIGN.md), and no hub is reachable, so Hugging Face must never try the network.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
