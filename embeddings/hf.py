@@ -1,0 +1,204 @@
+"""`hf:<name-or-dir>` — BERT-family Hugging Face checkpoints run with transformers' TensorFlow classes (no torch).
+
+Weights, first found wins: `tf_model.h5` or TF-layout `model.safetensors` (TFAutoModel.from_pretrained);
+PyTorch-layout `model.safetensors` (+ sharded index) loaded as a numpy state dict with
+`load_pytorch_state_dict_in_tf2_model` (TFAutoModel cannot read these in 4.57, transformers issue #40028);
+`pytorch_model.bin` only when torch is installed. Hub names download into the Hugging Face cache
+(`HF_HOME`); set `HF_HUB_OFFLINE=1` to use only what is cached.
+
+Speed: texts are tokenised once, sorted by token length, run in batches through one `tf.function` whose
+input signature is [None, None] int32 (no retrace per shape), and returned in input order.
+transformers is imported only inside the builders (it sets TF_USE_LEGACY_KERAS for its own tf_keras).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from embeddings.common import BatchedEncoder, Option, canonical_spec, is_remote, pool, require, resolve_options
+from tools.errors import UserError
+
+OPTIONS = {
+    "pooling": Option("mean", "token pooling", ("mean", "cls", "pooler")),
+    "max_length": Option(128, "tokens per text; longer texts are truncated"),
+    "normalize": Option(True, "L2-normalise each vector"),
+}
+PIP_TRANSFORMERS = "'transformers>=4.57,<5' tf-keras==2.21.0"
+
+
+def _find(source: str, filename: str) -> str | None:
+    """Local path or hub-cached download of one checkpoint file, None if the checkpoint lacks it."""
+    if os.path.isdir(source):
+        path = os.path.join(source, filename)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    return cached_file(
+        source, filename, _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False
+    )
+
+
+def _safetensors_format(path: str) -> str:
+    from safetensors import safe_open
+
+    with safe_open(path, "np") as f:
+        return (f.metadata() or {}).get("format", "pt")
+
+
+def _load_state_dict(model, state: dict, source: str) -> dict:
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    _, info = load_pytorch_state_dict_in_tf2_model(model, state, output_loading_info=True, skip_logger_warnings=True)
+    return info
+
+
+def load_tf_model(source: str):
+    """(TF model, loading info, weights file name) for a local dir or hub name, without torch."""
+    require("transformers", PIP_TRANSFORMERS, f"hf:{source}")
+    from transformers import AutoConfig, TFAutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"hf: cannot load the config of '{source}' ({str(e).splitlines()[0]}) — pass a local model directory "
+            "containing config.json, or a Hugging Face hub name (needs internet the first time)"
+        ) from None
+    for name in ("tf_model.h5", "model.safetensors"):
+        path = _find(source, name)
+        if path and (name == "tf_model.h5" or _safetensors_format(path) == "tf"):
+            model, info = TFAutoModel.from_pretrained(source, output_loading_info=True)
+            return model, info, name
+        if path:
+            from safetensors.numpy import load_file
+
+            model = _from_config(TFAutoModel, config, source)
+            return model, _load_state_dict(model, load_file(path), source), name
+    index = _find(source, "model.safetensors.index.json")
+    if index:
+        from safetensors.numpy import load_file
+
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        state = {}
+        for shard in shards:
+            state.update(load_file(_find(source, shard)))
+        model = _from_config(TFAutoModel, config, source)
+        return model, _load_state_dict(model, state, source), "model.safetensors.index.json"
+    if _find(source, "pytorch_model.bin"):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UserError(
+                f"hf: '{source}' has only PyTorch weights (pytorch_model.bin) and torch is not installed — "
+                "pip install torch, or convert the checkpoint to safetensors (model.safetensors)"
+            ) from None
+        model, info = TFAutoModel.from_pretrained(source, from_pt=True, output_loading_info=True)
+        return model, info, "pytorch_model.bin"
+    raise UserError(
+        f"hf: no weights in '{source}' (looked for tf_model.h5, model.safetensors, pytorch_model.bin) — "
+        "save the model with save_pretrained() into that directory"
+    )
+
+
+def _from_config(auto_cls, config, source: str):
+    try:
+        return auto_cls.from_config(config)
+    except ValueError as e:
+        raise UserError(
+            f"hf: '{source}' (model_type {config.model_type}) has no TensorFlow class in transformers "
+            f"({str(e).splitlines()[0]}) — use a BERT-family checkpoint (bert, roberta, distilbert, electra, ...)"
+        ) from None
+
+
+class HFEncoder(BatchedEncoder):
+    """Token states of a transformers TF model, pooled (mean/cls/pooler) and optionally L2-normalised."""
+
+    def __init__(self, source: str, options: dict, *, family: str = "hf", declared: dict = OPTIONS, info=None):
+        self.family, self.source = family, source
+        self.options = resolve_options(family, declared, options)
+        self.pooling, self.max_length = self.options["pooling"], self.options["max_length"]
+        self.normalize = self.options["normalize"]
+        self.spec = canonical_spec(family, "" if family != "hf" else source, self.options, declared)
+        self._info = dict(info or {})
+        model, loading, weights = load_tf_model(source)
+        self._check_loading(loading)
+        self.model = model
+        self.dim = int(model.config.hidden_size)
+        max_pos = getattr(model.config, "max_position_embeddings", None)
+        if max_pos and self.max_length > max_pos:
+            raise UserError(f"{family}: max_length={self.max_length} exceeds the model's {max_pos} positions")
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self._token_types = "token_type_ids" in self.tokenizer.model_input_names
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        self._info.update(model_type=model.config.model_type, weights=weights)
+        self._compiled = self._compile()
+        self._run_batch(self._prepare(["probe"])[0], compiled=True)  # trace once now; fails early on bad pooling
+
+    def _check_loading(self, loading: dict) -> None:
+        missing = [k for k in loading.get("missing_keys", []) if k]
+        pooler_missing = [k for k in missing if "pooler" in k]
+        if pooler_missing and self.pooling == "pooler":
+            raise UserError(f"{self.family}: '{self.source}' has no trained pooler weights — use pooling=mean or cls")
+        other = sorted(set(missing) - set(pooler_missing))
+        if other:
+            raise UserError(f"{self.family}: '{self.source}' lacks weights for {', '.join(other[:3])} (... "
+                            f"{len(other)} in all) — is it a complete base-model checkpoint?")
+
+    def _forward(self, ids, mask):
+        """ids, mask [B, T] int32 -> [B, H] pooled (unnormalised)."""
+        import tensorflow as tf
+
+        kwargs = {"input_ids": ids, "attention_mask": mask, "training": False}
+        if self._token_types:
+            kwargs["token_type_ids"] = tf.zeros_like(ids)
+        out = self.model(**kwargs)
+        pooled = getattr(out, "pooler_output", None)
+        if self.pooling == "pooler" and pooled is None:
+            raise UserError(f"{self.family}: '{self.source}' has no pooler output — use pooling=mean or cls")
+        return pool(out.last_hidden_state, mask, self.pooling, pooled)
+
+    def _compile(self):
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, None], tf.int32)
+        return tf.function(self._forward, input_signature=[spec, spec])
+
+    def _prepare(self, texts):
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return ids, [len(x) for x in ids]
+
+    def _run_batch(self, items, compiled):
+        import tensorflow as tf
+
+        width = max(len(x) for x in items)
+        ids = np.full((len(items), width), self._pad_id, dtype=np.int32)  # [b, T]
+        mask = np.zeros((len(items), width), dtype=np.int32)
+        for row, x in enumerate(items):
+            ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        fn = self._compiled if compiled else self._forward
+        return fn(tf.constant(ids), tf.constant(mask)).numpy()
+
+    def config(self) -> dict:
+        return {"spec": self.spec, "family": self.family, "arg": self.source if self.family == "hf" else "",
+                "options": dict(self.options), "dim": self.dim, **self._info}
+
+
+def build_hf(arg: str, options: dict) -> HFEncoder:
+    if not arg:
+        raise UserError("hf: name the checkpoint, e.g. hf:bert-base-uncased or hf:/path/to/model_dir")
+    local = os.path.expanduser(arg)
+    if os.path.isdir(local):
+        return HFEncoder(os.path.abspath(local), options)
+    path_like = arg.startswith((".", "/", "~")) or "\\" in arg or arg.count("/") > 1 or os.path.exists(local)
+    if path_like or is_remote(arg):
+        raise UserError(
+            f"hf: '{arg}' is not an existing model directory — pass an existing directory saved with save_pretrained() "
+            "(config.json + weights + tokenizer files), or a hub name such as bert-base-uncased"
+        )
+    return HFEncoder(arg, options)  # a hub name ("bert-base-uncased", "org/name")
