@@ -1,0 +1,248 @@
+"""Read an embedding cache written by cache/writer.py (its docstring documents the layout).
+
+    with EmbeddingCache.open("cache/synthetic-flowers-minilm.h5") as cache:
+        vectors = cache.embeddings()          # [N, D] float32, row i for cache.texts()[i]
+        images = cache.image_index()          # [N] int64 rows in cache.image_paths()
+        encoder = cache.build_encoder()       # the same encoder, for new text
+
+Unreadable files (not HDF5, truncated, missing parts) and incomplete ones are one-line UserErrors naming the
+file and the command that fixes it.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from cache import layout as L
+from tools.errors import UserError
+
+# Names this package adds to cache/layout.py (documented in cache/writer.py).
+CAPTION_UNIQUE_INDEX = "captions/unique_index"  # [N] int64 row in the (length, text)-sorted distinct captions
+ATTR_DTYPE = "dtype"  # "float32" | "float16"
+ATTR_NUM_UNIQUE = "num_unique"  # U distinct captions
+ATTR_CHUNK_SIZE = "chunk_size"  # distinct captions per encoding step
+ATTR_NUM_CHUNKS = "num_chunks"
+ATTR_CHUNKS_DONE = "chunks_done"  # progress of an unfinished build
+ATTR_FORMAT = "cache_format"  # 1
+
+REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING, CAPTION_UNIQUE_INDEX,
+                     L.IMAGE_ID, L.IMAGE_PATH)
+REQUIRED_ATTRS = (L.ATTR_ENCODER, L.ATTR_ENCODER_CONFIG, L.ATTR_DIM, L.ATTR_FINGERPRINT, L.ATTR_COMPLETE,
+                  ATTR_DTYPE, ATTR_NUM_UNIQUE, ATTR_CHUNK_SIZE, ATTR_NUM_CHUNKS, ATTR_CHUNKS_DONE)
+READ_ROWS = 256  # rows per scattered HDF5 read
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _rebuild_hint(path: Path) -> str:
+    return f"rebuild it: python precompute_embeddings.py --data DATA --encoder SPEC --out {shlex.quote(str(path))} --force"
+
+
+class EmbeddingCache:
+    """An open cache file. Use `EmbeddingCache.open(path)`; close it (or use `with`) when done."""
+
+    def __init__(self, path: Path, file: h5py.File):
+        self.path = path
+        self._f = file
+        self._rows_by_text: dict[str, int] | None = None
+
+    @classmethod
+    def open(cls, path, require_complete: bool = True) -> "EmbeddingCache":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"embedding cache not found: {path}; build it with "
+                            f"python precompute_embeddings.py --data DATA --encoder SPEC --out {shlex.quote(str(path))}")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise UserError(f"{path} is not a readable HDF5 embedding cache ({_one_line(e)}); "
+                            f"{_rebuild_hint(path)}") from None
+        cache = cls(path, f)
+        try:
+            cache._validate(require_complete)
+        except BaseException:
+            f.close()
+            raise
+        return cache
+
+    def _validate(self, require_complete: bool) -> None:
+        try:
+            missing = [n for n in REQUIRED_DATASETS if n not in self._f]
+            missing += [f"attribute {a}" for a in REQUIRED_ATTRS if a not in self._f.attrs]
+            if missing:
+                raise UserError(f"{self.path} is not an embedding cache written by precompute_embeddings.py "
+                                f"(missing {missing[0]}); {_rebuild_hint(self.path)}")
+            n, shape = self.num_captions, self._f[L.CAPTION_EMBEDDING].shape
+            if len(self._f[L.CAPTION_IMAGE_INDEX]) != n or shape != (n, self.dim):
+                raise UserError(f"{self.path}: inconsistent shapes (captions {n}, embedding {shape}, dim "
+                                f"{self.dim}); {_rebuild_hint(self.path)}")
+        except (OSError, KeyError, ValueError) as e:  # damaged metadata inside an HDF5 file
+            raise UserError(f"{self.path} is damaged ({_one_line(e)}); {_rebuild_hint(self.path)}") from None
+        if require_complete and not self.complete:
+            command = ["python", "precompute_embeddings.py", "--data", self.dataset_root, "--layout",
+                       self.dataset_layout, "--encoder", self.encoder_spec, "--out", str(self.path)]
+            raise UserError(f"{self.path} is incomplete ({self.chunks_done} of {self.num_chunks} chunks encoded; "
+                            f"its build was interrupted); re-run {shlex.join(command)} to finish it")
+
+    # --- attributes -------------------------------------------------------------------------------
+    def _attr(self, name: str, default=None):
+        value = self._f.attrs.get(name, default)
+        return value.decode() if isinstance(value, bytes) else value
+
+    @property
+    def encoder_spec(self) -> str:
+        return str(self._attr(L.ATTR_ENCODER))
+
+    @property
+    def encoder_config(self) -> dict:
+        return json.loads(self._attr(L.ATTR_ENCODER_CONFIG))
+
+    @property
+    def dim(self) -> int:
+        return int(self._attr(L.ATTR_DIM))
+
+    @property
+    def dtype(self) -> str:
+        return str(self._attr(ATTR_DTYPE))
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self._attr(L.ATTR_FINGERPRINT))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._attr(L.ATTR_COMPLETE))
+
+    @property
+    def chunks_done(self) -> int:
+        return int(self._attr(ATTR_CHUNKS_DONE))
+
+    @property
+    def num_chunks(self) -> int:
+        return int(self._attr(ATTR_NUM_CHUNKS))
+
+    @property
+    def num_unique(self) -> int:
+        return int(self._attr(ATTR_NUM_UNIQUE))
+
+    @property
+    def dataset_name(self) -> str:
+        return str(self._attr(L.ATTR_DATASET_NAME, ""))
+
+    @property
+    def dataset_root(self) -> str:
+        return str(self._attr(L.ATTR_DATASET_ROOT, ""))
+
+    @property
+    def dataset_layout(self) -> str:
+        return str(self._attr(L.ATTR_DATASET_LAYOUT, ""))
+
+    @property
+    def versions(self) -> dict:
+        return json.loads(self._attr(L.ATTR_VERSIONS, "{}"))
+
+    @property
+    def created(self) -> str:
+        return str(self._attr(L.ATTR_CREATED, ""))
+
+    @property
+    def num_captions(self) -> int:
+        return len(self._f[L.CAPTION_TEXT])
+
+    @property
+    def num_images(self) -> int:
+        return len(self._f[L.IMAGE_ID])
+
+    # --- datasets ---------------------------------------------------------------------------------
+    def _strings(self, name: str) -> list[str]:
+        return self._f[name].asstr()[()].tolist()
+
+    def texts(self) -> list[str]:
+        return self._strings(L.CAPTION_TEXT)
+
+    def image_index(self) -> np.ndarray:
+        return self._f[L.CAPTION_IMAGE_INDEX][()].astype(np.int64, copy=False)
+
+    def unique_index(self) -> np.ndarray:
+        return self._f[CAPTION_UNIQUE_INDEX][()].astype(np.int64, copy=False)
+
+    def image_ids(self) -> list[str]:
+        return self._strings(L.IMAGE_ID)
+
+    def image_paths(self) -> list[str]:
+        return self._strings(L.IMAGE_PATH)
+
+    def test_ids(self) -> list[str] | None:
+        return self._strings(L.TEST_ID) if L.TEST_ID in self._f else None
+
+    def test_texts(self) -> list[str] | None:
+        return self._strings(L.TEST_TEXT) if L.TEST_TEXT in self._f else None
+
+    def embeddings(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """float32 [N, D], or [len(rows), D] for the given caption rows (any order, repeats allowed)."""
+        data = self._f[L.CAPTION_EMBEDDING]
+        if rows is None:
+            return data[()].astype(np.float32, copy=False)
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        if rows.size and (rows.min() < 0 or rows.max() >= self.num_captions):
+            raise IndexError(f"caption rows must lie in [0, {self.num_captions}); got {rows.min()}..{rows.max()}")
+        wanted, inverse = np.unique(rows, return_inverse=True)
+        if wanted.size == 0:
+            return np.empty((0, self.dim), np.float32)
+        lo, hi = int(wanted[0]), int(wanted[-1]) + 1
+        if hi - lo <= 4 * wanted.size:  # dense enough: one contiguous read
+            block = data[lo:hi][wanted - lo]
+        else:  # HDF5 point selections slow down past a few hundred rows: read in pieces
+            block = np.concatenate([data[wanted[i : i + READ_ROWS]] for i in range(0, wanted.size, READ_ROWS)])
+        return block[inverse.ravel()].astype(np.float32, copy=False)
+
+    def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Cached vectors for texts that are captions in this cache: ([len, D] float32 with zero rows where
+        not found, [len] bool found). Generation encodes only the rest."""
+        if self._rows_by_text is None:
+            self._rows_by_text = {}
+            for row, text in enumerate(self.texts()):
+                self._rows_by_text.setdefault(text, row)
+        rows = np.array([self._rows_by_text.get(t, -1) for t in texts], dtype=np.int64)
+        found = rows >= 0
+        vectors = np.zeros((len(rows), self.dim), np.float32)
+        if found.any():
+            vectors[found] = self.embeddings(rows[found])
+        return vectors, found
+
+    def encoder_state(self) -> dict[str, np.ndarray]:
+        state = {}
+        for key, data in self._f[L.ENCODER_STATE].items():
+            if h5py.check_string_dtype(data.dtype):
+                state[key] = np.asarray(data.asstr()[()], dtype=object).astype(str)
+            else:
+                state[key] = np.asarray(data[()])
+        return state
+
+    def build_encoder(self):
+        """The encoder that made this cache (fitted state included), for encoding new text identically."""
+        from embeddings.registry import encoder_from_config
+
+        return encoder_from_config(self.encoder_config, self.encoder_state())
+
+    # --- lifetime ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingCache({str(self.path)!r}, {self.num_captions} captions, encoder {self.encoder_spec!r}, "
+                f"dim {self.dim}, {self.dtype})")
