@@ -28,7 +28,7 @@ import os
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from tools.dataset import SkipReport
 from tools.errors import UserError
@@ -63,6 +63,8 @@ def _open_fully(path: str | os.PathLike, draft_size: int | None) -> Image.Image:
         return img
     except ImageError:
         raise
+    except UnidentifiedImageError:
+        raise ImageError(path, "not a format Pillow can identify") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError, struct.error, ... for bad bytes
         raise ImageError(path, f"{type(e).__name__}: {e}") from None
     finally:

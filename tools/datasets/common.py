@@ -170,7 +170,8 @@ class DatasetBuilder:
         keep = np.flatnonzero(used)
         if not len(keep):
             raise UserError(
-                f"{self.root}: no image with a caption found in this {self.layout} dataset ({self.skips.summary()})"
+                f"{self.root}: no image with a caption found in this {self.layout} dataset ({self.skips.summary()}); "
+                f"check the image paths, or point --images-dir at the images"
             )
         return CaptionDataset(
             name=name,
