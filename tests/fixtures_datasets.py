@@ -48,8 +48,8 @@ def encode_words(words: list[str], as_str: bool, length: int = 20) -> list:
     return [str(i) for i in ids] if as_str else ids
 
 
-def make_datalab(root: Path, captions: dict[str, list[list[str]]], *, as_str: bool, test: dict[int, list[str]] | None = None,
-                 id2word_order=("id", "word"), images=True) -> Path:
+def make_datalab(root: Path, captions: dict[str, list[list[str]]], *, as_str: bool,
+                 test: dict[int, list[str]] | None = None, id2word_order=("id", "word"), images=True) -> Path:
     """ROOT/dataset/text2ImgData.pkl (+ testData.pkl), ROOT/dictionary/*.npy, ROOT/102flowers/*.jpg."""
     import pandas as pd
 

@@ -94,7 +94,8 @@ def test_text_c10_oxford(tmp_path):
     root = make_text_c10(
         tmp_path / "flowers",
         {
-            "class_00001": {"image_00001": "this flower is red\n\nthe petals are round\n", "image_00002": "a white flower"},
+            "class_00001": {"image_00001": "this flower is red\n\nthe petals are round\n",
+                            "image_00002": "a white flower"},
             "class_00002": {"image_00003": "  yellow center  \n"},
         },
     )

@@ -76,7 +76,9 @@ def inside_root(root: Path, relative: str | os.PathLike, what: str) -> Path:
             )
     resolved = path.resolve()
     if resolved != real_root and real_root not in resolved.parents:
-        raise UserError(f"{path}: {what} lies outside the dataset root {real_root}; pickles are only read from inside it")
+        raise UserError(
+            f"{path}: {what} lies outside the dataset root {real_root}; pickles are only read from inside it"
+        )
     if not resolved.is_file():
         raise UserError(f"{path}: {what} not found (expected it under the dataset root {real_root})")
     return resolved
@@ -128,9 +130,8 @@ class DatasetBuilder:
         """Collapsed whitespace, truncated (and counted) when absurdly long; may return ''."""
         words = text.split()
         if len(words) > LONG_WORDS or len(" ".join(words)) > LONG_CHARS:
-            self.skips.add(
-                "truncated long caption", where=where, fix=f"captions are cut to {LONG_WORDS} words / {LONG_CHARS} chars"
-            )
+            fix = f"captions are cut to {LONG_WORDS} words / {LONG_CHARS} chars"
+            self.skips.add("truncated long caption", where=where, fix=fix)
             words = words[:LONG_WORDS]
             while len(" ".join(words)) > LONG_CHARS and len(words) > 1:
                 words.pop()
@@ -151,7 +152,8 @@ class DatasetBuilder:
     def add_test(self, test_id: str, text: str, where: str) -> None:
         """A held-out test caption; kept even when empty so its id still gets an image (noted)."""
         if test_id in self._seen_test:
-            raise UserError(f"duplicate test id {test_id!r}: {self._seen_test[test_id]} and {where}; test ids must be unique")
+            first = self._seen_test[test_id]
+            raise UserError(f"duplicate test id {test_id!r}: {first} and {where}; test ids must be unique")
         self._seen_test[test_id] = where
         text = self.clean(text, where)
         if not text:
@@ -165,7 +167,8 @@ class DatasetBuilder:
         used = np.zeros(len(self.image_ids), dtype=bool)
         used[caption_image] = True
         for row in np.flatnonzero(~used):
-            self.skips.add("image without captions", where=self.image_where[row], fix="add captions or remove the image")
+            where = self.image_where[row]
+            self.skips.add("image without captions", where=where, fix="add captions or remove the image")
         new_row = np.cumsum(used) - 1  # old row -> new row, valid where used
         keep = np.flatnonzero(used)
         if not len(keep):

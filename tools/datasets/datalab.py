@@ -76,7 +76,9 @@ def _id_to_word(root: Path) -> dict[int, str]:
         if numeric[0] != numeric[1]:
             id_column = 0 if numeric[0] else 1
         elif not numeric[0]:
-            raise UserError(f"{root / 'dictionary' / name}: neither column holds numeric word ids; expected [id, word] pairs")
+            raise UserError(
+                f"{root / 'dictionary' / name}: neither column holds numeric word ids; expected [id, word] pairs"
+            )
         return {int(i): str(w) for i, w in zip(text[:, id_column], text[:, 1 - id_column])}
     raise UserError(f"{root / 'dictionary'}: found neither id2Word.npy nor word2Id.npy; a DataLab Cup root has both")
 
@@ -95,7 +97,9 @@ class _Decoder:
             try:
                 word = self.id2word[int(token)]
             except (KeyError, ValueError, TypeError):
-                raise UserError(f"{where}: word id {token!r} is not in the dictionary (dictionary/id2Word.npy)") from None
+                raise UserError(
+                    f"{where}: word id {token!r} is not in the dictionary (dictionary/id2Word.npy)"
+                ) from None
             if word == RARE:
                 rare = True
             elif word != PAD:
@@ -109,7 +113,9 @@ def _caption_list(captions, where: str) -> list:
     if isinstance(captions, np.ndarray):
         captions = list(captions)
     if not isinstance(captions, (list, tuple)):
-        raise UserError(f"{where}: Captions is {type(captions).__name__}; expected a list of captions (lists of word ids)")
+        raise UserError(
+            f"{where}: Captions is {type(captions).__name__}; expected a list of captions (lists of word ids)"
+        )
     return list(captions)
 
 
@@ -123,7 +129,8 @@ def load(root: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuild
         where = f"{pkl}: row {i} (id {image_id})"
         captions = _caption_list(captions, where)
         if not isinstance(image_path, str):
-            raise UserError(f"{where}: ImagePath is {type(image_path).__name__}; expected a path like ./102flowers/x.jpg")
+            found = type(image_path).__name__
+            raise UserError(f"{where}: ImagePath is {found}; expected a path like ./102flowers/x.jpg")
         image = builder.add_image(str(image_id), find_image(image_path, root, images_dir), where)
         for k, ids in enumerate(captions):
             builder.add_caption(image, decode(ids, f"{where} caption {k}") if image is not None else "", where)

@@ -59,10 +59,10 @@ def _image_files(folders: list[Path]) -> dict[str, str]:
     return found
 
 
-def load(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuilder:
+def _read(path: Path) -> tuple[dict[int, str], np.ndarray, np.ndarray, list[str]]:
+    """(id -> word, train_cap [N, 17], 0-based image rows [N], urls [M]), checked for consistency."""
     import h5py
 
-    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: --layout eee443 needs the .h5 file itself (e.g. eee443_project_dataset_train.h5)")
     try:
@@ -72,38 +72,51 @@ def load(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuild
     with f:
         missing = [k for k in REQUIRED if k not in f]
         if missing:
-            raise UserError(f"{path}: lacks {', '.join(missing)} (has {', '.join(f.keys())}); expected {', '.join(REQUIRED)}")
+            raise UserError(
+                f"{path}: lacks {', '.join(missing)} (has {', '.join(f.keys())}); expected {', '.join(REQUIRED)}"
+            )
         id2word = _vocabulary(path, f["word_code"])
         caps = np.asarray(f["train_cap"][()], dtype=np.int64)  # [N, 17]
         imid = np.asarray(f["train_imid"][()], dtype=np.int64).reshape(-1)  # [N]
-        urls = [u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in f["train_url"][()].reshape(-1)]
+        urls = [u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in f["train_url"][()].ravel()]
     if caps.ndim != 2 or len(caps) != len(imid):
-        raise UserError(f"{path}: train_cap {caps.shape} and train_imid {imid.shape} disagree; expected [N, 17] and [N]")
+        raise UserError(f"{path}: train_cap {caps.shape} and train_imid {imid.shape} disagree; expected [N, 17], [N]")
     bad = np.flatnonzero((imid < 1) | (imid > len(urls)))
     if len(bad):
-        raise UserError(f"{path}: train_imid[{bad[0]}] = {imid[bad[0]]} is outside 1..{len(urls)} (1-based rows of train_url)")
+        raise UserError(
+            f"{path}: train_imid[{bad[0]}] = {imid[bad[0]]} is outside 1..{len(urls)} (1-based rows of train_url)"
+        )
     unknown = sorted(set(np.unique(caps).tolist()) - set(id2word))
     if unknown:
         row = int(np.flatnonzero(np.isin(caps, unknown).any(axis=1))[0])
         raise UserError(f"{path}: train_cap[{row}] uses word id {unknown[0]}, which word_code does not define")
+    return id2word, caps, imid - 1, urls
 
+
+def _add_images(builder: DatasetBuilder, path: Path, urls: list[str], images_dir: Path | None) -> list[int | None]:
+    """Builder row (None: missing) of each url, found by file name in the image folders."""
     folders = [images_dir] if images_dir else [path.parent / d for d in IMAGE_DIRS if (path.parent / d).is_dir()]
     if not folders:
         looked = ", ".join(str(path.parent / d) for d in IMAGE_DIRS)
         raise UserError(f"{path}: no image folder found (looked for {looked}); point --images-dir at the COCO images")
     files = _image_files(folders)
-
-    builder = DatasetBuilder(path.parent, "eee443", skips)
     rows = []
     for j, url in enumerate(urls):
         file_name = url.strip().rsplit("/", 1)[-1]
         image_path = files.get(file_name, str(folders[0] / file_name))
         rows.append(builder.add_image(os.path.splitext(file_name)[0], image_path, f"{path}: train_url[{j}]"))
+    return rows
 
+
+def load(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuilder:
+    path = Path(path)
+    id2word, caps, image_of, urls = _read(path)
+    builder = DatasetBuilder(path.parent, "eee443", skips)
+    rows = _add_images(builder, path, urls, images_dir)
     vocab = np.array([id2word.get(i, "") for i in range(max(id2word) + 1)], dtype=object)  # id -> word
     vocab[[i for i, w in id2word.items() if w in FRAME]] = ""
     unk_id = next((i for i, w in id2word.items() if w == UNKNOWN), None)
-    for i, (ids, image) in enumerate(zip(caps, imid - 1)):
+    for i, (ids, image) in enumerate(zip(caps, image_of)):
         where = f"{path}: train_cap[{i}]"
         if rows[image] is None:
             builder.add_caption(None, "", where)

@@ -78,7 +78,8 @@ def load_csv(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetB
     try:
         table = pd.read_csv(io.StringIO(read_utf8(path)), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise UserError(f"{path}: cannot parse CSV ({str(e).strip()}); expected header {','.join(CSV_COLUMNS)}") from None
+        header = ",".join(CSV_COLUMNS)
+        raise UserError(f"{path}: cannot parse CSV ({str(e).strip()}); expected header {header}") from None
     missing = [c for c in CSV_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(

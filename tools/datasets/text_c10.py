@@ -2,7 +2,7 @@
 
     Oxford-102: ROOT/text_c10/class_00001/image_06734.txt      images: ROOT/jpg/image_06734.jpg
     CUB-200:    ROOT/text_c10/001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.txt
-                                                                images: ROOT/images/001.Black_footed_Albatross/<same>.jpg
+                images: ROOT/images/001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg
 One caption per line (UTF-8; blank lines ignored). --data may name ROOT or the text_c10 folder itself.
 Images are found by file stem anywhere under ROOT/jpg, ROOT/images, ROOT/CUB_200_2011/images (or --images-dir);
 when a stem occurs twice, the copy inside a folder named like the caption's class folder wins.
