@@ -28,12 +28,13 @@ ATTR_NUM_UNIQUE = "num_unique"  # U distinct captions
 ATTR_CHUNK_SIZE = "chunk_size"  # distinct captions per encoding step
 ATTR_NUM_CHUNKS = "num_chunks"
 ATTR_CHUNKS_DONE = "chunks_done"  # progress of an unfinished build
+ATTR_BATCH_SIZE = "batch_size"  # encoder batch size of the build (0 = encoder default)
 ATTR_FORMAT = "cache_format"  # 1
 
 REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING, CAPTION_UNIQUE_INDEX,
                      L.IMAGE_ID, L.IMAGE_PATH)
 REQUIRED_ATTRS = (L.ATTR_ENCODER, L.ATTR_ENCODER_CONFIG, L.ATTR_DIM, L.ATTR_FINGERPRINT, L.ATTR_COMPLETE,
-                  ATTR_DTYPE, ATTR_NUM_UNIQUE, ATTR_CHUNK_SIZE, ATTR_NUM_CHUNKS, ATTR_CHUNKS_DONE)
+                  ATTR_DTYPE, ATTR_NUM_UNIQUE, ATTR_CHUNK_SIZE, ATTR_NUM_CHUNKS, ATTR_CHUNKS_DONE, ATTR_BATCH_SIZE)
 READ_ROWS = 256  # rows per scattered HDF5 read
 
 

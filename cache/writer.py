@@ -24,6 +24,8 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
     complete        bool: False until every chunk is written; readers refuse incomplete files
     num_unique      U, the number of distinct captions
     chunk_size      distinct captions encoded per step (2048)
+    batch_size      encoder batch size used (0 = the encoder's default); a resumed run reuses it, since
+                    batch composition can move float results in the last bits
     num_chunks      ceil(U / chunk_size)
     chunks_done     progress: chunks encoded and flushed so far; a killed run resumes at this chunk
     cache_format    1
@@ -105,18 +107,21 @@ class UniquePlan:
 
 
 def build_cache(dataset, encoder, out_path, *, dtype: str = "float32", force: bool = False,
-                progress: bool = False, chunk_size: int = CHUNK_UNIQUE, log=print) -> Path:
+                progress: bool = False, batch_size: int | None = None, chunk_size: int = CHUNK_UNIQUE,
+                log=print) -> Path:
     """Make `out_path` a complete cache of `dataset` under `encoder` (an unfitted TextEncoder); return its path.
 
     A complete file with the same fingerprint is left untouched (logged as up to date); an incomplete one is
     resumed; a different or unreadable one is a UserError unless force=True, which rebuilds from scratch.
+    batch_size (None: the encoder's default) is passed to `encoder.encode`; log=None silences messages.
     """
     return build_cache_report(dataset, encoder, out_path, dtype=dtype, force=force, progress=progress,
-                              chunk_size=chunk_size, log=log).path
+                              batch_size=batch_size, chunk_size=chunk_size, log=log).path
 
 
 def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", force: bool = False,
-                       progress: bool = False, chunk_size: int = CHUNK_UNIQUE, log=print) -> BuildReport:
+                       progress: bool = False, batch_size: int | None = None, chunk_size: int = CHUNK_UNIQUE,
+                       log=print) -> BuildReport:
     """`build_cache`, returning a BuildReport instead of the path."""
     log = log or (lambda *_: None)
     out = Path(out_path)
@@ -129,7 +134,8 @@ def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", fo
     plan = UniquePlan.from_captions(dataset.captions)
     done = _check_existing(out, fingerprint, force)
     if done is None:
-        _create(out, dataset, plan, encoder, fingerprint, dtype, chunk_size, log)
+        _create(out, dataset, plan, encoder, fingerprint, dtype=dtype, chunk_size=chunk_size,
+                batch_size=batch_size or 0, log=log)
         done = 0
     elif done < 0:  # complete
         with R.EmbeddingCache.open(out) as cache:
@@ -160,7 +166,7 @@ def _check_existing(out: Path, fingerprint: str, force: bool) -> int | None:
         return -1 if cache.complete else cache.chunks_done
 
 
-def _create(out, dataset, plan, encoder, fingerprint, dtype, chunk_size, log) -> None:
+def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batch_size, log) -> None:
     """Fit the encoder if it needs it, then write FILE.partial with everything but the vectors; rename."""
     if encoder.needs_fit:
         log(f"fitting {encoder.spec} on {dataset.num_captions} captions")
@@ -190,6 +196,7 @@ def _create(out, dataset, plan, encoder, fingerprint, dtype, chunk_size, log) ->
             R.ATTR_CHUNK_SIZE: np.int64(chunk_size),
             R.ATTR_NUM_CHUNKS: np.int64(-(-len(plan.texts) // chunk_size)),
             R.ATTR_CHUNKS_DONE: np.int64(0),
+            R.ATTR_BATCH_SIZE: np.int64(batch_size),
             R.ATTR_FORMAT: np.int64(1),
             L.ATTR_DATASET_NAME: dataset.name,
             L.ATTR_DATASET_ROOT: str(Path(dataset.root).resolve()),
@@ -248,12 +255,13 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool, log) ->
     with h5py.File(out, "r+", rdcc_nbytes=0) as f:  # no chunk cache: scattered rows go straight to disk
         size, total = int(f.attrs[R.ATTR_CHUNK_SIZE]), len(plan.texts)
         first = int(f.attrs[R.ATTR_CHUNKS_DONE])
+        batch = {"batch_size": int(f.attrs[R.ATTR_BATCH_SIZE])} if f.attrs[R.ATTR_BATCH_SIZE] else {}
         embedding = f[L.CAPTION_EMBEDDING]
         bar = tqdm(total=total, initial=min(first * size, total), unit="cap", desc="encoding unique captions",
                    disable=not progress, dynamic_ncols=True, file=sys.stderr)
         for k in range(first, -(-total // size)):
             lo, hi = k * size, min((k + 1) * size, total)
-            vectors = _encode_checked(encoder, plan.texts[lo:hi], lo)  # [hi-lo, D] float32
+            vectors = _encode_checked(encoder, plan.texts[lo:hi], lo, batch)  # [hi-lo, D] float32
             a, b = np.searchsorted(sorted_unique, [lo, hi])
             rows = np.sort(by_unique[a:b])  # caption rows whose text is in this chunk (HDF5 wants them sorted)
             for i in range(0, len(rows), SCATTER_ROWS):
@@ -271,8 +279,8 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool, log) ->
     return total - resumed, resumed
 
 
-def _encode_checked(encoder, texts: list[str], offset: int) -> np.ndarray:
-    vectors = np.asarray(encoder.encode(texts))
+def _encode_checked(encoder, texts: list[str], offset: int, batch: dict) -> np.ndarray:
+    vectors = np.asarray(encoder.encode(texts, **batch))
     if vectors.shape != (len(texts), int(encoder.dim)):
         raise RuntimeError(f"encoder {encoder.spec} returned shape {vectors.shape} for {len(texts)} texts, "
                            f"expected ({len(texts)}, {encoder.dim})")
