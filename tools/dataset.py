@@ -29,10 +29,14 @@ class SkipReport:
             from tools.errors import UserError
 
             raise UserError(f"{where}: {reason}" + (f" ({fix})" if fix else "") + " [--strict]")
+        self.note(reason, where)
+
+    def note(self, reason: str, where: str) -> None:
+        """Count a data transformation (e.g. a dropped <RARE> token) in the report; never a --strict error."""
         self.counts[reason] += 1
-        self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < 3:
-            self.examples[reason].append(where)
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < 3:
+            examples.append(where)
 
     @property
     def total(self) -> int:

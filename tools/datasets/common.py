@@ -37,14 +37,6 @@ def slugify(text: str, fallback: str = "dataset") -> str:
     return slug or fallback
 
 
-def note(skips: SkipReport, reason: str, where: str) -> None:
-    """Count a data transformation in the report without making it a --strict error."""
-    skips.counts[reason] += 1
-    examples = skips.examples.setdefault(reason, [])
-    if len(examples) < 3:
-        examples.append(where)
-
-
 def read_utf8(path: Path) -> str:
     """The whole text file as str; non-UTF-8 bytes -> one-line UserError naming file, line and fix."""
     data = path.read_bytes()
@@ -140,7 +132,7 @@ class DatasetBuilder:
 
     def add_caption(self, row: int | None, text: str, where: str) -> None:
         if row is None:
-            note(self.skips, "caption of a missing image", where)
+            self.skips.note("caption of a missing image", where)
             return
         text = self.clean(text, where)
         if not text:
@@ -157,7 +149,7 @@ class DatasetBuilder:
         self._seen_test[test_id] = where
         text = self.clean(text, where)
         if not text:
-            note(self.skips, "empty test caption (kept)", where)
+            self.skips.note("empty test caption (kept)", where)
         self.test_ids.append(test_id)
         self.test_captions.append(text)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.dataset import SkipReport
-from tools.datasets.common import DatasetBuilder, find_image, inside_root, note
+from tools.datasets.common import DatasetBuilder, find_image, inside_root
 from tools.errors import UserError
 
 TRAIN_PICKLE = "dataset/text2ImgData.pkl"
@@ -105,7 +105,7 @@ class _Decoder:
             elif word != PAD:
                 words.append(word)
         if rare:
-            note(self.skips, f"captions with {RARE} dropped", where)
+            self.skips.note(f"captions with {RARE} dropped", where)
         return " ".join(words)
 
 
@@ -117,6 +117,28 @@ def _caption_list(captions, where: str) -> list:
             f"{where}: Captions is {type(captions).__name__}; expected a list of captions (lists of word ids)"
         )
     return list(captions)
+
+
+def _test_rows(root: Path, decode: "_Decoder"):
+    """(ID, decoded caption, where) for each row of ROOT/dataset/testData.pkl."""
+    pkl, table = _read_pickle(root, TEST_PICKLE, ("ID", "Captions"), "a pandas DataFrame with columns ID, Captions")
+    for i, (test_id, ids) in enumerate(zip(table["ID"], table["Captions"])):
+        where = f"{pkl}: row {i} (ID {test_id})"
+        ids = _caption_list(ids, where)
+        if ids and hasattr(ids[0], "__iter__") and not isinstance(ids[0], (str, bytes)):
+            ids = ids[0]  # a one-caption list instead of the caption itself
+        yield str(test_id), decode(ids, where), where
+
+
+def read_test_captions(test_pickle: Path, skips: SkipReport) -> tuple[list[str], list[str]]:
+    """IDs and decoded texts of a DataLab testData.pkl, with the dictionary of its dataset root
+    (ROOT/dataset/testData.pkl -> ROOT/dictionary/). Empty decoded captions are kept so every ID gets an image."""
+    test_pickle = Path(test_pickle).resolve()
+    root = test_pickle.parent.parent
+    if test_pickle.name != Path(TEST_PICKLE).name or test_pickle.parent.name != "dataset":
+        raise UserError(f"{test_pickle}: expected ROOT/{TEST_PICKLE} (the dictionary is read from ROOT/dictionary/)")
+    rows = list(_test_rows(root, _Decoder(_id_to_word(root), skips)))
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def load(root: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuilder:
@@ -135,11 +157,6 @@ def load(root: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuild
         for k, ids in enumerate(captions):
             builder.add_caption(image, decode(ids, f"{where} caption {k}") if image is not None else "", where)
     if (root / TEST_PICKLE).exists() or (root / TEST_PICKLE).is_symlink():
-        pkl, table = _read_pickle(root, TEST_PICKLE, ("ID", "Captions"), "a pandas DataFrame with columns ID, Captions")
-        for i, (test_id, ids) in enumerate(zip(table["ID"], table["Captions"])):
-            where = f"{pkl}: row {i} (ID {test_id})"
-            ids = _caption_list(ids, where)
-            if ids and hasattr(ids[0], "__iter__") and not isinstance(ids[0], (str, bytes)):
-                ids = ids[0]  # a one-caption list instead of the caption itself
-            builder.add_test(str(test_id), decode(ids, where), where)
+        for test_id, text, where in _test_rows(root, decode):
+            builder.add_test(test_id, text, where)
     return builder

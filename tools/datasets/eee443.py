@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.dataset import SkipReport
-from tools.datasets.common import DatasetBuilder, note
+from tools.datasets.common import DatasetBuilder
 from tools.errors import UserError
 
 REQUIRED = ("train_cap", "train_imid", "train_url", "word_code")
@@ -122,7 +122,7 @@ def load(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuild
             builder.add_caption(None, "", where)
             continue
         if unk_id is not None and (ids == unk_id).any():
-            note(skips, f"captions with {UNKNOWN} dropped", where)
+            skips.note(f"captions with {UNKNOWN} dropped", where)
             ids = ids[ids != unk_id]
         builder.add_caption(rows[image], " ".join(w for w in vocab[ids] if w), where)
     return builder
