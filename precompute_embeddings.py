@@ -1,0 +1,116 @@
+"""Encode every caption of a dataset once and cache the vectors in HDF5 (resumable; a re-run is a no-op).
+
+    python precompute_embeddings.py                                   # synthetic flowers, minilm
+    python precompute_embeddings.py --data data/oxford --encoder tfidf --dtype float16
+    python precompute_embeddings.py --list-encoders
+
+Writes cache/<dataset>-<encoder>.h5 (layout: cache/writer.py). Interrupt it any time (Ctrl-C, kill -9):
+the same command resumes at the first unfinished chunk. Library entry point: cache.writer.build_cache.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tools.errors import UserError, add_repo_to_path, run_cli
+
+add_repo_to_path(__file__)
+
+REPO_ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA = "data/synthetic-flowers"  # relative to the repository root; generated on first use
+SYNTHETIC_N, SYNTHETIC_SEED = 8000, 0
+
+EXAMPLES = """examples:
+  python precompute_embeddings.py                                  # data/synthetic-flowers with minilm
+  python precompute_embeddings.py --data data/cub --encoder hf:bert-base-uncased --batch-size 32
+  python precompute_embeddings.py --data manifest.jsonl --encoder tfidf --encoder-option max_tokens=8192
+  python precompute_embeddings.py --data data/oxford --encoder glove:glove.6B.300d.txt --dtype float16
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tools.datasets import add_dataset_args
+
+    parser = argparse.ArgumentParser(
+        prog="precompute_embeddings.py", description=__doc__.split("\n")[0], epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_args(parser, default=DEFAULT_DATA)
+    enc = parser.add_argument_group("encoder")
+    enc.add_argument("--encoder", metavar="SPEC", default="minilm",
+                     help="encoder spec, e.g. minilm, tfidf, hf:<name-or-dir>, tfhub:<handle-or-dir>, "
+                          "glove:<file> (default: minilm; see --list-encoders)")
+    enc.add_argument("--encoder-option", metavar="KEY=VALUE", action="append", default=[],
+                     help="encoder option, repeatable (e.g. max_length=64); same as SPEC?KEY=VALUE")
+    enc.add_argument("--batch-size", type=int, metavar="N", default=None,
+                     help="texts per encoder batch (default: the encoder's own)")
+    enc.add_argument("--list-encoders", action="store_true", help="list encoder specs, dims and needs, then exit")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="FILE.h5", default=None,
+                     help="cache file (default: cache/<dataset name>-<encoder>.h5 in the repository)")
+    out.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                     help="storage type of the vectors (default: float32; float16 halves the file)")
+    out.add_argument("--force", action="store_true", help="rebuild even if the file is complete, different or damaged")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
+    return parser
+
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--encoder-option {pair!r} must look like KEY=VALUE (e.g. max_length=64)")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def load_data(args):
+    """The dataset named by the flags; the default synthetic set is generated first if it is missing."""
+    from tools.datasets import dataset_from_args
+
+    if args.data == DEFAULT_DATA:
+        args.data = str(REPO_ROOT / DEFAULT_DATA)
+        if not Path(args.data).exists():
+            from tools.synthetic import generate_dataset
+
+            print(f"generating the synthetic flowers set (n={SYNTHETIC_N}, seed={SYNTHETIC_SEED}) at {args.data}")
+            generate_dataset(args.data, n=SYNTHETIC_N, seed=SYNTHETIC_SEED)
+    return dataset_from_args(args)
+
+
+def summary(report, dataset) -> str:
+    rate = report.num_captions / max(report.seconds, 1e-9)
+    resumed = f", {report.resumed_unique} were already done" if report.resumed_unique else ""
+    return (f"wrote {report.path}: {report.num_captions} captions ({report.num_unique} unique{resumed}), "
+            f"dim {report.dim} {report.dtype}, {report.seconds:.1f} s, {rate:.0f} captions/s, "
+            f"{report.file_bytes / 1e6:.1f} MB; dataset {dataset.skips.summary()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from embeddings.registry import format_encoder_list, get_encoder
+
+    if args.list_encoders:
+        print(format_encoder_list())
+        return 0
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise UserError(f"--batch-size {args.batch_size} must be a positive integer")
+    encoder = get_encoder(args.encoder, **parse_options(args.encoder_option))  # bad spec -> one-line UserError
+    dataset = load_data(args)
+
+    from cache.paths import default_cache_path
+    from cache.writer import build_cache_report
+
+    out = Path(args.out) if args.out else default_cache_path(dataset.name, encoder.spec)
+    report = build_cache_report(dataset, encoder, out, dtype=args.dtype, force=args.force,
+                                batch_size=args.batch_size, progress=not args.no_progress)
+    if report.up_to_date:
+        if dataset.skips.total:
+            print(f"dataset {dataset.skips.summary()}")
+    else:
+        print(summary(report, dataset))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
