@@ -121,15 +121,15 @@ class HFEncoder(BatchedEncoder):
         self.options = resolve_options(family, declared, options)
         self.pooling, self.max_length = self.options["pooling"], self.options["max_length"]
         self.normalize = self.options["normalize"]
-        self.spec = canonical_spec(family, "" if family != "hf" else source, self.options, declared)
         self._info = dict(info or {})
         model, loading, weights = load_tf_model(source)
         self._check_loading(loading)
         self.model = model
         self.dim = int(model.config.hidden_size)
         max_pos = getattr(model.config, "max_position_embeddings", None)
-        if max_pos and self.max_length > max_pos:
-            raise UserError(f"{family}: max_length={self.max_length} exceeds the model's {max_pos} positions")
+        if max_pos and self.max_length > max_pos:  # the model cannot see further: clamp, record what is used
+            self.max_length = self.options["max_length"] = int(max_pos)
+        self.spec = canonical_spec(family, "" if family != "hf" else source, self.options, declared)
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(source)
