@@ -1,0 +1,42 @@
+"""Conditioning augmentation (StackGAN, Zhang et al. 2017, §3.1): a text vector becomes a Gaussian
+N(μ, σ²) and the generator sees a sample c = μ + σ·ε, which smooths the sparse text manifold; the KL term
+(gan.losses.kl_divergence) keeps that Gaussian near N(0, I).
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="gan")
+class ConditioningAugmentation(keras.layers.Layer):
+    """[B, D] text vector, [B, c_dim] noise ε -> (c, μ, log σ²), each [B, c_dim] float32.
+
+    Pass ε = 0 to get the mean (deterministic generation). The layer computes in float32 even under a
+    mixed-precision policy: the KL term and exp(½ log σ²) are sensitive to float16 range.
+    """
+
+    def __init__(self, c_dim: int = 128, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.c_dim = c_dim
+        self.dense = keras.layers.Dense(2 * c_dim, dtype="float32", name="mu_logvar")  # [B, D] -> [B, 2c]
+
+    def build(self, input_shape):
+        text_shape = input_shape[0]
+        self.dense.build(text_shape)
+
+    def call(self, inputs):
+        text, eps = inputs
+        h = keras.activations.leaky_relu(self.dense(ops.cast(text, "float32")), 0.2)  # [B, 2c]
+        mu, logvar = h[:, : self.c_dim], h[:, self.c_dim :]
+        c = mu + ops.exp(0.5 * logvar) * ops.cast(eps, "float32")  # [B, c]
+        return c, mu, logvar
+
+    def compute_output_spec(self, inputs):
+        text, _ = inputs
+        spec = keras.KerasTensor((text.shape[0], self.c_dim), dtype="float32")
+        return spec, spec, spec
+
+    def get_config(self):
+        return {**super().get_config(), "c_dim": self.c_dim}
