@@ -1,0 +1,231 @@
+"""The resolved training config: every option with its default, presets, and all option checks in one place.
+
+Precedence: field defaults < preset (cpu | gpu) < explicit options. `config.json` in a run folder is
+`GanConfig.to_dict()`: the options at top level plus two recorded sections, "cache" (what the run was
+trained on: encoder spec and config, dim, fingerprint, ...) and "run" (folder, device, versions, ...).
+Unknown keys are errors everywhere: in overrides, `--set KEY=VALUE` and config.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.errors import UserError
+
+ARCHS = ("stackgan", "ta80")
+LOSSES = ("bce", "hinge", "magp")
+PRESETS: dict[str, dict[str, Any]] = {
+    # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (DESIGN.md); 5000 steps ≈ 30 min
+    "cpu": dict(ngf=32, ndf=32, batch_size=64, steps=5000, log_every=50, sample_every=500, ckpt_every=500),
+    "gpu": dict(ngf=64, ndf=64, batch_size=128, steps=20000, log_every=100, sample_every=1000, ckpt_every=1000),
+}
+
+
+@dataclass
+class CacheInfo:
+    """What the run was trained on, read from the embedding cache's attributes (recorded, not options)."""
+
+    path: str = ""  # absolute path of the embedding cache (.h5)
+    encoder: str = ""  # encoder spec, e.g. "minilm"
+    encoder_config: dict = field(default_factory=dict)  # the encoder's full config (rebuilds it for new text)
+    dim: int = 0  # text vector dimension D
+    fingerprint: str = ""  # dataset + encoder fingerprint of the cache
+    dataset_name: str = ""  # e.g. "synthetic-flowers"
+    num_images: int = 0  # images in the cache (before masking bad ones)
+    num_captions: int = 0  # caption rows
+
+
+@dataclass
+class GanConfig:
+    # data
+    embeddings: str = ""  # embedding cache .h5 (images are found from its images/path)
+    caption_mean_k: int = 1  # condition on the mean of k captions of the image (1 = one random caption)
+    augment: bool = False  # light augmentation of real images: horizontal flip + small shifts
+    shift_px: int = 4  # largest shift in pixels when augment is on
+    # model
+    arch: str = "stackgan"  # stackgan (cached vectors) | ta80 (course baseline, GRU on raw captions)
+    ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
+    ndf: int = 32  # discriminator width (channels at 4 px = 8·ndf)
+    z_dim: int = 100  # noise dimension
+    c_dim: int = 128  # conditioning-augmentation dimension
+    d_norm: str = "auto"  # discriminator normalisation: auto (none for magp, else batch) | batch | none
+    ta80_embed_dim: int = 256  # ta80: word embedding size
+    ta80_rnn_dim: int = 128  # ta80: GRU size (= text vector size)
+    ta80_dense_dim: int = 128  # ta80: hidden dense size in G and D
+    # loss and optimiser
+    loss: str = "bce"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
+    kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
+    magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
+    magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
+    lr_g: float = 2e-4  # generator Adam learning rate
+    lr_d: float = 2e-4  # discriminator Adam learning rate
+    beta1: float = 0.5  # Adam β1
+    beta2: float = 0.999  # Adam β2
+    # schedule
+    preset: str = "auto"  # auto (gpu if a GPU is visible, else cpu) | cpu | gpu
+    batch_size: int = 64  # images per step
+    steps: int = 0  # total steps (0: from epochs, else minutes only, else the preset's)
+    epochs: float = 0.0  # total epochs over the valid images (0: unused)
+    minutes: float = 0.0  # wall-clock budget for this invocation (0: none)
+    log_every: int = 50  # steps between progress lines / TensorBoard scalars
+    sample_every: int = 500  # steps between sample grids
+    ckpt_every: int = 500  # steps between checkpoints
+    keep_checkpoints: int = 3  # checkpoints kept (last N)
+    num_sample_captions: int = 8  # rows of the sample grid (fixed captions)
+    num_sample_z: int = 8  # columns of the sample grid (fixed z)
+    # reproducibility and hardware
+    seed: int = 0  # seeds weights, data order, noise
+    deterministic: bool = False  # tf op determinism (bit-identical reruns, slower)
+    mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
+    run_dir: str = "runs"  # parent folder of numbered run folders
+    # recorded sections (not options)
+    cache: CacheInfo = field(default_factory=CacheInfo)
+    run: dict = field(default_factory=dict)  # folder, device, mixed precision in effect, versions, created
+
+    # ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def option_names() -> list[str]:
+        return [f.name for f in dataclasses.fields(GanConfig) if f.name not in ("cache", "run")]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "GanConfig":
+        d = dict(d)
+        _check_keys(d, [f.name for f in dataclasses.fields(cls)], where)
+        cache = d.pop("cache", {}) or {}
+        _check_keys(cache, [f.name for f in dataclasses.fields(CacheInfo)], f"{where} section 'cache'")
+        return cls(**d, cache=CacheInfo(**cache))
+
+    def with_overrides(self, overrides: dict, where: str = "option") -> "GanConfig":
+        _check_keys(overrides, self.option_names(), where)
+        return dataclasses.replace(self, **{k: _coerce(k, v, getattr(self, k)) for k, v in overrides.items()})
+
+
+def _check_keys(d: dict, allowed: list[str], where: str) -> None:
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise UserError(f"unknown {where} key(s) {', '.join(unknown)}; valid keys: {', '.join(allowed)}")
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """Strings from `--set KEY=VALUE` become the field's type; other values pass through."""
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return value.lower() in ("true", "1", "yes")
+        return type(current)(value)
+    except ValueError:
+        raise UserError(f"{name}={value!r}: expected a {type(current).__name__}") from None
+
+
+def parse_set(items: list[str]) -> dict:
+    """['kl_weight=1', 'augment=true'] -> {'kl_weight': '1', 'augment': 'true'} (typed later)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set kl_weight=1.0")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
+    """Defaults < preset < overrides, then validate. `overrides` holds only options the user gave."""
+    preset = overrides.get("preset", "auto")
+    if preset not in ("auto", *PRESETS):
+        raise UserError(f"--preset {preset!r}: choose one of auto, {', '.join(PRESETS)}")
+    if preset == "auto":
+        preset = "gpu" if gpu_available else "cpu"
+    preset_values = {k: v for k, v in PRESETS[preset].items() if k != "steps"}
+    cfg = GanConfig().with_overrides({**preset_values, **overrides, "preset": preset})
+    if not (cfg.steps or cfg.epochs or cfg.minutes):
+        cfg = dataclasses.replace(cfg, steps=PRESETS[preset]["steps"])
+    validate(cfg)
+    return cfg
+
+
+# options a resumed run may change; every other option must equal the run's
+RESUME_CHANGEABLE = ("steps", "epochs", "minutes", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
+                     "embeddings", "run_dir")
+
+
+def resume_config(saved: GanConfig, overrides: dict, cache: CacheInfo, run_dir) -> GanConfig:
+    """The run's own config with only schedule options changed; refuses a cache whose encoder, dim or
+    fingerprint differs from the run's, and options that would change the model or the data."""
+    for name in ("encoder", "dim", "fingerprint"):
+        mine, theirs = getattr(saved.cache, name), getattr(cache, name)
+        if mine != theirs:
+            raise UserError(f"--resume {run_dir}: cache {name} differs: the run was trained with {name} {mine!r}, "
+                            f"{cache.path} has {theirs!r}; resume with the run's cache (--embeddings "
+                            f"{saved.cache.path}) or start a new run")
+    _check_keys(overrides, GanConfig.option_names(), "option")
+    for name, value in overrides.items():
+        current = getattr(saved, name)
+        if name not in RESUME_CHANGEABLE and _coerce(name, value, current) != current:
+            raise UserError(f"--{name.replace('_', '-')} {value!r} differs from the resumed run's {current!r} "
+                            f"({run_dir}/config.json); a resumed run keeps its options — drop it or start a new run")
+    schedule = {}
+    if "steps" in overrides:
+        schedule["epochs"] = 0.0
+    if "epochs" in overrides:
+        schedule["steps"] = 0
+    cfg = saved.with_overrides({**schedule, **{k: v for k, v in overrides.items() if k in RESUME_CHANGEABLE}})
+    cfg = dataclasses.replace(cfg, cache=cache)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: GanConfig) -> None:
+    """Every option check, each failure one UserError line naming the option, the value and what is allowed."""
+    def choice(name, allowed):
+        if getattr(cfg, name) not in allowed:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+
+    def positive(name, strict=True):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (v <= 0 if strict else v < 0):
+            raise UserError(f"--{name.replace('_', '-')} {v!r}: must be a number {'> 0' if strict else '>= 0'}")
+
+    choice("arch", ARCHS)
+    choice("loss", LOSSES)
+    choice("preset", tuple(PRESETS))
+    choice("d_norm", ("auto", "batch", "none"))
+    choice("mixed_precision", ("auto", "on", "off"))
+    for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",
+                 "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
+                 "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power"):
+        positive(name)
+    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed"):
+        positive(name, strict=False)
+    for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px"):
+        if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool):
+            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: must be an integer")
+    if cfg.steps and cfg.epochs:
+        raise UserError(f"--steps {cfg.steps} and --epochs {cfg.epochs:g}: give one of them (--minutes may be added)")
+    if not 0 <= cfg.beta1 < 1 or not 0 <= cfg.beta2 < 1:
+        raise UserError(f"--beta1 {cfg.beta1} / --beta2 {cfg.beta2}: Adam betas must be in [0, 1)")
+    if cfg.batch_size < 2:
+        raise UserError(f"--batch-size {cfg.batch_size}: must be >= 2 (batch statistics, mismatched pairs)")
+    if cfg.shift_px >= 16:
+        raise UserError(f"--set shift_px={cfg.shift_px}: must be < 16 (a light shift of a 64 px image)")
+    if cfg.arch == "ta80" and cfg.caption_mean_k != 1:
+        raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
+    if not cfg.embeddings:
+        raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
+
+
+def d_norm(cfg: GanConfig) -> str:
+    """The discriminator normalisation in effect: gradient penalties want per-sample D (no batch norm)."""
+    if cfg.d_norm != "auto":
+        return cfg.d_norm
+    return "none" if cfg.loss == "magp" else "batch"
