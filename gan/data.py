@@ -1,0 +1,151 @@
+"""Training data: the embedding cache and the image cache held in memory, a step-keyed batch sampler, and the
+tf.data pipeline feeding (real image uint8, matching condition, mismatched condition) with prefetch.
+
+The sampler is counter-based: batch `s` is a pure function of (seed, s) — the image order is an epoch-wise
+permutation from numpy Generator([seed, 1, epoch]) and the caption choices come from Generator([seed, 2, s]).
+So prefetching never desynchronises it from the training step, and resuming at step s needs nothing but s
+(the checkpoint's step) to continue with exactly the batches an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from gan.config import CacheInfo
+from tools.errors import UserError
+
+
+@dataclass
+class TrainingData:
+    info: CacheInfo
+    texts: list[str]  # [N] caption texts
+    caption_image: np.ndarray  # [N] int64 image row of each caption
+    vectors: np.ndarray  # [N, D] float16 (cheap in memory; averaged and cast to float32 per batch)
+    image_paths: list[str]  # [M]
+    test_texts: list[str] | None
+
+
+def read_cache(path, need_vectors: bool = True) -> TrainingData:
+    """Load what training needs from an embedding cache; incomplete or broken caches are one-line UserErrors."""
+    from pathlib import Path
+
+    from cache.reader import EmbeddingCache
+
+    with EmbeddingCache.open(path) as cache:  # refuses missing, damaged and incomplete files
+        info = CacheInfo(path=str(Path(path).resolve()), encoder=cache.encoder_spec,
+                         encoder_config=cache.encoder_config, dim=cache.dim, fingerprint=cache.fingerprint,
+                         dataset_name=cache.dataset_name, num_images=cache.num_images,
+                         num_captions=cache.num_captions)
+        vectors = cache.embeddings().astype(np.float16) if need_vectors else np.zeros((0, cache.dim), np.float16)
+        return TrainingData(info, cache.texts(), cache.image_index(), vectors, cache.image_paths(),
+                            cache.test_texts())
+
+
+def sample_captions(texts: list[str], n: int) -> list[int]:
+    """Rows of the first n distinct captions, in cache order (the fixed captions of the sample grids)."""
+    seen, rows = set(), []
+    for row, text in enumerate(texts):
+        if text not in seen:
+            seen.add(text)
+            rows.append(row)
+            if len(rows) == n:
+                break
+    return rows
+
+
+class BatchSampler:
+    """Index batches for step s: images [B], their caption rows [B, k], mismatched caption rows [B, k].
+
+    Only images that decoded and have captions are used; mismatched captions always come from a DIFFERENT
+    image. With k > 1 the k captions of an image are distinct when it has that many.
+    """
+
+    def __init__(self, caption_image: np.ndarray, valid_images: np.ndarray, batch_size: int, seed: int, k: int = 1):
+        caption_image = np.asarray(caption_image, np.int64)
+        m = len(valid_images)
+        self.order = np.argsort(caption_image, kind="stable")  # caption rows grouped by image
+        self.count = np.bincount(caption_image, minlength=m)  # [M] captions per image
+        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])  # [M] first slot in `order`
+        self.images = np.flatnonzero(np.asarray(valid_images, bool) & (self.count > 0))  # usable image rows
+        if len(self.images) < 2:
+            raise UserError(f"only {len(self.images)} usable image(s) (decoded and captioned); matching-aware "
+                            f"training needs at least 2 — check the skipped-images report above")
+        self.batch_size, self.seed, self.k = batch_size, seed, k
+        self.max_count = int(self.count.max())
+        self._perms: dict[int, np.ndarray] = {}
+
+    @property
+    def num_images(self) -> int:
+        return len(self.images)
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.batch_size / self.num_images
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            if len(self._perms) > 4:
+                self._perms.clear()
+            self._perms[epoch] = np.random.default_rng([self.seed, 1, epoch]).permutation(self.num_images)
+        return self._perms[epoch]
+
+    def _captions(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """[B] image rows -> [B, k] caption rows."""
+        cnt = self.count[images][:, None]  # [B, 1]
+        if self.k == 1:
+            pos = (rng.random((len(images), 1)) * cnt).astype(np.int64)
+        else:  # k distinct positions per image: the k smallest random keys among its captions
+            keys = rng.random((len(images), self.max_count))
+            keys[np.arange(self.max_count)[None, :] >= cnt] = 2.0
+            pos = np.argsort(keys, axis=1)[:, : self.k]
+            fill = (rng.random(pos.shape) * cnt).astype(np.int64)  # images with fewer than k captions repeat
+            pos = np.where(pos < cnt, pos, fill)
+        return self.order[self.start[images][:, None] + pos]
+
+    def batch(self, step: int):
+        n, b = self.num_images, self.batch_size
+        p = step * b + np.arange(b)  # global sample positions
+        slot = np.concatenate([self._perm(int(e))[p[p // n == e] % n] for e in np.unique(p // n)])  # [B]
+        rng = np.random.default_rng([self.seed, 2, step])
+        other = (slot + rng.integers(1, n, size=b)) % n  # a different usable image
+        images, wrong_images = self.images[slot], self.images[other]
+        return images, self._captions(images, rng), self._captions(wrong_images, rng)
+
+
+def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler):
+    """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]).
+
+    `conditions` is [N, D] vectors (averaged over the k captions, float32) or [N, T] int32 word ids (ta80).
+    """
+    is_ids = conditions.dtype.kind in "iu"
+
+    def batch(step):
+        img_rows, rows, wrong_rows = sampler.batch(int(step))
+        if is_ids:
+            return images[img_rows], conditions[rows[:, 0]], conditions[wrong_rows[:, 0]]
+        cond = conditions[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
+        wrong = conditions[wrong_rows].astype(np.float32).mean(axis=1)
+        return images[img_rows], cond, wrong
+
+    return batch
+
+
+def make_dataset(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, start_step: int,
+                 end_step: int | None = None, prefetch: int = 2) -> tf.data.Dataset:
+    """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched."""
+    batch = make_batch_fn(images, conditions, sampler)
+    b, size = sampler.batch_size, images.shape[1]
+    cond_dtype = tf.int32 if conditions.dtype.kind in "iu" else tf.float32
+    cond_shape = (b, conditions.shape[1])
+
+    def fn(step):
+        out = tf.numpy_function(batch, [step], [tf.uint8, cond_dtype, cond_dtype], stateful=False)
+        out[0].set_shape((b, size, size, 3))
+        out[1].set_shape(cond_shape)
+        out[2].set_shape(cond_shape)
+        return tuple(out)
+
+    end = end_step if end_step is not None else np.iinfo(np.int64).max
+    ds = tf.data.Dataset.range(start_step, end).map(fn, num_parallel_calls=1, deterministic=True)
+    return ds.prefetch(prefetch)
