@@ -1,0 +1,159 @@
+"""Caption-encoding throughput and memory: the project's cache path vs a naive loop, side by side, one run.
+
+    python bench/precompute.py                 # 20 000 synthetic captions, minilm (several minutes on 2 cores)
+    python bench/precompute.py --n 2000 --scale 2
+
+project: cache.writer.build_cache_report — distinct captions only, encoded in chunks of 2048, length-sorted
+         batches through a compiled tf.function, vectors scattered to an HDF5 file chunk by chunk.
+naive:   embeddings.common.naive_encode — every caption, input order, eager, batch 64 — then the whole
+         [N, D] array written to HDF5 at once.
+Each path runs in its own subprocess, so each peak RSS (VmHWM) is its own. "encode RSS" is the growth of the
+peak during encoding (peak after encoding minus the peak once TF and the model were loaded): the memory the
+path itself needs. The project path is also run at N x --scale to show that growth stays flat in N.
+Captions: data/synthetic-flowers if it holds enough, else the same generator (tools.synthetic: same
+templates and duplicate rate) without rendering images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SYNTHETIC = REPO / "data" / "synthetic-flowers"
+PER_IMAGE = 10  # captions per synthetic image
+
+
+def bench_dataset(n: int):
+    """A CaptionDataset with the first n synthetic captions (n rounded up to whole images)."""
+    import numpy as np
+
+    from tools.dataset import CaptionDataset
+
+    images = -(-n // PER_IMAGE)
+    if (SYNTHETIC / "manifest.jsonl").is_file():
+        from tools.datasets import load_dataset
+
+        full = load_dataset(SYNTHETIC)
+        if full.num_images >= images:
+            keep = full.caption_image < images
+            return CaptionDataset("bench", SYNTHETIC, "manifest", full.image_ids[:images], full.image_paths[:images],
+                                  [c for c, k in zip(full.captions, keep) if k], full.caption_image[keep])
+    from tools.synthetic import image_captions, sample_attributes
+
+    captions = []
+    for i in range(images):
+        rng = np.random.default_rng([0, 0, i])  # the generator's per-image stream (images are not rendered)
+        captions += image_captions(sample_attributes(rng), rng)
+    ids = [f"image_{i + 1:05d}" for i in range(images)]
+    return CaptionDataset("bench", Path("generated"), "synthetic", ids, [f"/nonexistent/{i}.png" for i in ids],
+                          captions, np.repeat(np.arange(images), PER_IMAGE))
+
+
+def _vm_hwm() -> int:
+    """Peak resident set size of this process so far, bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(mode: str, n: int, encoder_spec: str, out: str) -> None:
+    """Run one path in this process; print its measurements as one JSON line."""
+    import h5py
+
+    from cache.writer import build_cache_report
+    from embeddings.common import naive_encode
+    from embeddings.registry import get_encoder
+
+    dataset = bench_dataset(n)
+    start = time.perf_counter()
+    encoder = get_encoder(encoder_spec)
+    if not encoder.needs_fit:  # load the weights now; compiling (tracing) stays inside the timing
+        encoder.encode(["warm up the model weights"], compiled=False)
+    load_s, loaded_rss = time.perf_counter() - start, _vm_hwm()
+    start = time.perf_counter()
+    if mode == "project":
+        report = build_cache_report(dataset, encoder, out, force=True, log=None)
+        unique = report.num_unique
+    else:
+        vectors = naive_encode(encoder, dataset.captions)  # [N, D] float32, all in memory
+        with h5py.File(out, "w") as f:
+            f.create_dataset("captions/embedding", data=vectors)
+        unique = dataset.num_captions
+    seconds = time.perf_counter() - start
+    print(json.dumps({"mode": mode, "captions": dataset.num_captions, "unique": unique, "dim": encoder.dim, "seconds": seconds,
+                      "load_s": load_s, "peak_rss": _vm_hwm(), "encode_rss": _vm_hwm() - loaded_rss}))
+
+
+def run_child(mode: str, n: int, encoder_spec: str, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--n", str(n), "--encoder", encoder_spec, "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"{mode} path failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {mode:8s} N={n:<7d} {result['seconds']:7.1f} s", flush=True)
+    return result
+
+
+def max_difference(project_file: Path, naive_file: Path) -> float:
+    import h5py
+    import numpy as np
+
+    with h5py.File(project_file, "r") as a, h5py.File(naive_file, "r") as b:
+        return float(np.abs(a["captions/embedding"][()] - b["captions/embedding"][()]).max())
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    mb = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
+    head = f"{'path':52s} {'captions':>8s} {'encoded':>8s} {'seconds':>8s} {'captions/s':>10s} {'peak RSS':>10s} {'encode RSS':>10s}"
+    lines = [head, "-" * len(head)]
+    for name, r in rows:
+        lines.append(f"{name:52s} {r['captions']:8d} {r['unique']:8d} {r['seconds']:8.1f} "
+                     f"{r['captions'] / r['seconds']:10.0f} {mb(r['peak_rss']):>10s} {mb(r['encode_rss']):>10s}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 4)[4])
+    p.add_argument("--n", type=int, default=20000, help="captions (default 20000; rounded up to whole images)")
+    p.add_argument("--scale", type=int, default=4, help="also run the project path at N x SCALE (default 4; 0: skip)")
+    p.add_argument("--encoder", default="minilm", help="encoder spec for both paths (default minilm)")
+    p.add_argument("--child", choices=["project", "naive"], help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child, args.n, args.encoder, args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"encoder {args.encoder}, {os.cpu_count()} CPUs; running each path in its own process:")
+        naive = run_child("naive", args.n, args.encoder, Path(tmp) / "naive.h5")
+        project = run_child("project", args.n, args.encoder, Path(tmp) / "project.h5")
+        diff = max_difference(Path(tmp) / "project.h5", Path(tmp) / "naive.h5")
+        bigger = run_child("project", args.n * args.scale, args.encoder, Path(tmp) / "big.h5") if args.scale > 1 else None
+    ratio = (project["captions"] / project["seconds"]) / (naive["captions"] / naive["seconds"])
+    rows = [("naive (eager, input order, no dedup, batch 64)", naive),
+            ("project (dedup, chunks, length-sorted, tf.function)", project)]
+    if bigger:
+        rows.append((f"project at {args.scale}x N", bigger))
+    print()
+    print(table(rows))
+    print(f"\nspeed-up project / naive: {ratio:.2f}x  (target >= 2.0x);  max |difference| of the vectors: {diff:.2e}")
+    print(f"model load (not timed above): {naive['load_s']:.1f} s naive, {project['load_s']:.1f} s project")
+    if bigger:
+        print(f"memory flat in N: encode RSS {project['encode_rss'] / 2**20:,.0f} MiB at N={project['captions']}, "
+              f"{bigger['encode_rss'] / 2**20:,.0f} MiB at N={bigger['captions']} "
+              f"(holding all [N, {bigger['dim']}] float32 vectors would need {4 * bigger['dim'] * bigger['captions'] / 2**20:,.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
