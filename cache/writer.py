@@ -127,6 +127,8 @@ def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", fo
     out = Path(out_path)
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r} is not supported; choose one of: {', '.join(DTYPES)}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if dataset.num_captions == 0:
         raise UserError(f"dataset {dataset.name!r} at {dataset.root} has no captions; nothing to encode")
     start = time.perf_counter()
@@ -136,18 +138,19 @@ def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", fo
     if done is None:
         _create(out, dataset, plan, encoder, fingerprint, dtype=dtype, chunk_size=chunk_size,
                 batch_size=batch_size or 0, log=log)
-        done = 0
     elif done < 0:  # complete
         with R.EmbeddingCache.open(out) as cache:
             log(f"cache is up to date: {out} ({cache.num_captions} captions, dim {cache.dim}) "
                 f"— use --force to rebuild")
-            return BuildReport(out, True, cache.num_captions, cache.num_unique, cache.dim, cache.dtype,
-                               cache.num_unique, 0, time.perf_counter() - start)
+            return BuildReport(out, up_to_date=True, num_captions=cache.num_captions, num_unique=cache.num_unique,
+                               dim=cache.dim, dtype=cache.dtype, resumed_unique=cache.num_unique,
+                               encoded_unique=0, seconds=time.perf_counter() - start)
     else:
         _load_fitted_state(out, encoder, log)
-    encoded, resumed = _encode_chunks(out, encoder, plan, progress, log)
-    return BuildReport(out, False, dataset.num_captions, len(plan.texts), int(encoder.dim), dtype,
-                       resumed, encoded, time.perf_counter() - start)
+    encoded, resumed = _encode_chunks(out, encoder, plan, progress)
+    return BuildReport(out, up_to_date=False, num_captions=dataset.num_captions, num_unique=len(plan.texts),
+                       dim=int(encoder.dim), dtype=dtype, resumed_unique=resumed, encoded_unique=encoded,
+                       seconds=time.perf_counter() - start)
 
 
 def _check_existing(out: Path, fingerprint: str, force: bool) -> int | None:
@@ -246,7 +249,7 @@ def _load_fitted_state(out: Path, encoder, log) -> None:
                             f"{cache.dim}; use --force to rebuild it")
 
 
-def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool, log) -> tuple[int, int]:
+def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tuple[int, int]:
     """Encode the unfinished chunks; return (distinct captions encoded now, distinct ones done before)."""
     from tqdm import tqdm
 
