@@ -47,17 +47,20 @@ def _safetensors_format(path: str) -> str:
         return (f.metadata() or {}).get("format", "pt")
 
 
-def _load_state_dict(model, state: dict, source: str) -> dict:
+def _load_state_dict(model, state: dict) -> dict:
+    """Numpy PyTorch-layout weights into the TF model; missing keys are reported (checked by the encoder)."""
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
-    _, info = load_pytorch_state_dict_in_tf2_model(model, state, output_loading_info=True, skip_logger_warnings=True)
+    _, info = load_pytorch_state_dict_in_tf2_model(
+        model, state, allow_missing_keys=True, output_loading_info=True, skip_logger_warnings=True
+    )
     return info
 
 
 def load_tf_model(source: str):
     """(TF model, loading info, weights file name) for a local dir or hub name, without torch."""
     require("transformers", PIP_TRANSFORMERS, f"hf:{source}")
-    from transformers import AutoConfig, TFAutoModel
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(source)
@@ -69,13 +72,12 @@ def load_tf_model(source: str):
     for name in ("tf_model.h5", "model.safetensors"):
         path = _find(source, name)
         if path and (name == "tf_model.h5" or _safetensors_format(path) == "tf"):
-            model, info = TFAutoModel.from_pretrained(source, output_loading_info=True)
-            return model, info, name
+            return (*_from_pretrained(config, source), name)
         if path:
             from safetensors.numpy import load_file
 
-            model = _from_config(TFAutoModel, config, source)
-            return model, _load_state_dict(model, load_file(path), source), name
+            model = _from_config(config, source)
+            return model, _load_state_dict(model, load_file(path)), name
     index = _find(source, "model.safetensors.index.json")
     if index:
         from safetensors.numpy import load_file
@@ -85,8 +87,8 @@ def load_tf_model(source: str):
         state = {}
         for shard in shards:
             state.update(load_file(_find(source, shard)))
-        model = _from_config(TFAutoModel, config, source)
-        return model, _load_state_dict(model, state, source), "model.safetensors.index.json"
+        model = _from_config(config, source)
+        return model, _load_state_dict(model, state), "model.safetensors.index.json"
     if _find(source, "pytorch_model.bin"):
         try:
             import torch  # noqa: F401
@@ -95,22 +97,37 @@ def load_tf_model(source: str):
                 f"hf: '{source}' has only PyTorch weights (pytorch_model.bin) and torch is not installed — "
                 "pip install torch, or convert the checkpoint to safetensors (model.safetensors)"
             ) from None
-        model, info = TFAutoModel.from_pretrained(source, from_pt=True, output_loading_info=True)
-        return model, info, "pytorch_model.bin"
+        return (*_from_pretrained(config, source, from_pt=True), "pytorch_model.bin")
     raise UserError(
         f"hf: no weights in '{source}' (looked for tf_model.h5, model.safetensors, pytorch_model.bin) — "
         "save the model with save_pretrained() into that directory"
     )
 
 
-def _from_config(auto_cls, config, source: str):
+def _no_tf_class(config, source: str, e: Exception) -> UserError:
+    return UserError(
+        f"hf: '{source}' (model_type {config.model_type}) has no TensorFlow class in transformers "
+        f"({str(e).splitlines()[0]}) — use a BERT-family checkpoint (bert, roberta, distilbert, electra, ...)"
+    )
+
+
+def _from_config(config, source: str):
+    from transformers import TFAutoModel
+
     try:
-        return auto_cls.from_config(config)
+        return TFAutoModel.from_config(config)
     except ValueError as e:
-        raise UserError(
-            f"hf: '{source}' (model_type {config.model_type}) has no TensorFlow class in transformers "
-            f"({str(e).splitlines()[0]}) — use a BERT-family checkpoint (bert, roberta, distilbert, electra, ...)"
-        ) from None
+        raise _no_tf_class(config, source, e) from None
+
+
+def _from_pretrained(config, source: str, **kwargs):
+    """(model, loading info) for weights TFAutoModel reads natively (tf_model.h5, TF-layout safetensors, torch)."""
+    from transformers import TFAutoModel
+
+    try:
+        return TFAutoModel.from_pretrained(source, output_loading_info=True, **kwargs)
+    except ValueError as e:
+        raise _no_tf_class(config, source, e) from None
 
 
 class HFEncoder(BatchedEncoder):

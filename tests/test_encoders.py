@@ -127,6 +127,12 @@ def test_hf_options_spec_config_roundtrip(tiny_bert):
     assert not np.allclose(np.linalg.norm(enc.encode(CAPTIONS[:2]), axis=1), 1.0)
     again = encoder_from_config(cfg)
     assert again.spec == enc.spec and again.encode(CAPTIONS).tobytes() == enc.encode(CAPTIONS).tobytes()
+    no_pooler = root / "no_pooler"  # sentence-transformers exports may lack pooler weights
+    state = fx.save_tiny_bert_pt_safetensors(str(no_pooler), tiny_bert[1])
+    from safetensors.numpy import save_file
+
+    save_file({k: v for k, v in state.items() if "pooler" not in k}, str(no_pooler / "model.safetensors"))
+    one_line_error(lambda: get_encoder(f"hf:{no_pooler}?pooling=pooler"), "no trained pooler", "pooling=mean")
     assert parse_spec("hf:org/name?pooling=cls&max_length=64") == ("hf", "org/name",
                                                                    {"pooling": "cls", "max_length": "64"})
 
@@ -218,6 +224,8 @@ def test_error_messages_are_one_line_and_name_the_fix(tmp_path, monkeypatch, hub
     assert "valid" in msg
     one_line_error(lambda: get_encoder(f"hf:{tmp_path / 'missing'}"), str(tmp_path / "missing"), "save_pretrained")
     one_line_error(lambda: get_encoder(f"tfhub:{tmp_path / 'nope'}"), str(tmp_path / "nope"), "SavedModel")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":  # conftest: no network, so a hub name cannot resolve
+        one_line_error(lambda: get_encoder("hf:org/not-cached-model"), "org/not-cached-model", "local model directory")
     one_line_error(lambda: get_encoder(f"glove:{tmp_path / 'g.txt'}"), "g.txt", "nlp.stanford.edu")
     one_line_error(lambda: get_encoder("tfidf?colour=red"), "colour", "max_tokens")
     one_line_error(lambda: get_encoder("minilm?pooling=max"), "max", "mean|cls|pooler")
