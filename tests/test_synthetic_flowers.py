@@ -262,6 +262,7 @@ def test_datalab_layout_round_trips(sets):
 
     train = pd.read_pickle(root / "dataset" / "text2ImgData.pkl")
     assert list(train.columns) == ["Captions", "ImagePath"] and list(train.index) == list(range(1, N + 1))
+    assert train.index.dtype == np.int64 and train["ImagePath"].dtype == object
     rows = _read_jsonl(a / "manifest.jsonl")
     for (idx, rec), row in zip(train.iterrows(), rows):
         assert rec["ImagePath"] == f"./102flowers/image_{idx:05d}.jpg"

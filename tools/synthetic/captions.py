@@ -66,7 +66,8 @@ TEMPLATES = (
     "this flower has a large {ctr} that is {cc} in color",
 )
 
-_MODIFIERS = set(spec.COLOR_WORDS) | set(spec.COUNT_WORDS.values()) | {w for ws in spec.SHAPE_WORDS.values() for w in ws}
+_SHAPE_TOKENS = {w for ws in spec.SHAPE_WORDS.values() for w in ws}
+_MODIFIERS = set(spec.COLOR_WORDS) | set(spec.COUNT_WORDS.values()) | _SHAPE_TOKENS  # skipped before a noun
 _WORD_SHAPE = {w: shape for shape, ws in spec.SHAPE_WORDS.items() for w in ws}
 _WORD_COUNT = {w: c for c, w in spec.COUNT_WORDS.items()}
 

@@ -51,11 +51,13 @@ def write_datalab(root: Path, image_ids: list[int], image_files: list[str], capt
     train = pd.DataFrame(
         {
             "Captions": [[encode(c, word2id) for c in caps] for caps in captions],
-            "ImagePath": [f"./{IMAGE_DIR}/{f}" for f in image_files],
+            # object dtype like the original pickles (pandas 3 would otherwise pick its new "str" dtype)
+            "ImagePath": pd.Series([f"./{IMAGE_DIR}/{f}" for f in image_files], dtype=object, index=image_ids),
         },
         index=pd.Index(image_ids, dtype="int64"),
     )
-    test = pd.DataFrame({"ID": np.asarray(test_ids, dtype=np.int64), "Captions": [encode(t, word2id) for t in test_texts]})
+    test = pd.DataFrame({"ID": np.asarray(test_ids, dtype=np.int64),
+                         "Captions": [encode(t, word2id) for t in test_texts]})
     train.to_pickle(root / "dataset" / "text2ImgData.pkl")
     test.to_pickle(root / "dataset" / "testData.pkl")
     pairs = np.array([[w, str(i)] for w, i in word2id.items()])  # [V, 2] str

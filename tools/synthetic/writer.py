@@ -28,7 +28,7 @@ from tools.synthetic.render import render_flower, sample_attributes
 
 FORMAT_VERSION = 1  # bump when the same arguments would produce different bytes
 IMAGE_SIZE = 64
-CHUNK = 100  # images per worker task
+CHUNK = 100  # images per worker task, at most
 TRAIN_STREAM, TEST_STREAM = 0, 1  # second word of the rng key: training images vs held-out captions
 OUTPUTS = ("images", "datalab", "manifest.jsonl", "attributes.jsonl", "test_captions.jsonl", "contact_sheet.png",
            ".complete.json")  # everything generate_dataset writes (and --force removes)
@@ -111,7 +111,8 @@ def _already_there(out: Path, args: dict, force: bool) -> bool:
 def _render_all(out: Path, n: int, seed: int, datalab: bool, workers: int, progress: bool) -> list:
     from tqdm import tqdm
 
-    tasks = [(str(out), seed, start, min(start + CHUNK, n), n, datalab) for start in range(0, n, CHUNK)]
+    chunk = max(1, min(CHUNK, n // (4 * workers)))  # >= 4 tasks per worker; the chunking never changes the output
+    tasks = [(str(out), seed, start, min(start + chunk, n), n, datalab) for start in range(0, n, chunk)]
     rows: list = []
     with tqdm(total=n, unit="img", desc="rendering", disable=not progress, smoothing=0.1) as bar:
         if workers == 1:
