@@ -1,0 +1,241 @@
+"""The GAN as a `keras.Model` (keras-io style): `compile(d_optimizer, g_optimizer)`, a `train_step` that reads
+as phases and returns its losses, and `load_generator` for generate.py.
+
+    gen, cfg = load_generator("runs/00003-synthetic-flowers-minilm")      # latest checkpoint
+    images = gen(vectors, seed=0)      # vectors float [B, D] (ta80: list of caption strings) -> uint8 [B, 64, 64, 3]
+
+One forward pass feeds both updates (simultaneous G/D updates, as in the TF DCGAN tutorial and the course
+baseline): this saves a second discriminator pass over the fakes. Randomness (z, CA noise, augmentation)
+comes from a `tf.random.Generator` that lives in the checkpoint, so a resumed run draws the same numbers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan import losses as L
+from gan.config import GanConfig, d_norm
+
+
+def augment_images(x, rng: tf.random.Generator, shift_px: int):
+    """Random horizontal flip and an integer shift of up to ±shift_px (reflect padding), per sample.
+    [B, H, W, 3] -> [B, H, W, 3]."""
+    b, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+    flip = rng.uniform([b, 1, 1, 1]) < 0.5
+    x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+    if shift_px <= 0:
+        return x
+    x = tf.pad(x, [[0, 0], [shift_px, shift_px], [shift_px, shift_px], [0, 0]], mode="REFLECT")
+    dy = rng.uniform_full_int([b, 1], dtype=tf.int32) % (2 * shift_px + 1)  # [B, 1] in [0, 2s]
+    dx = rng.uniform_full_int([b, 1], dtype=tf.int32) % (2 * shift_px + 1)
+    x = tf.gather(x, dy + tf.range(h)[None, :], axis=1, batch_dims=1)  # [B, H, W + 2s, 3]
+    return tf.gather(x, dx + tf.range(w)[None, :], axis=2, batch_dims=1)  # [B, H, W, 3]
+
+
+class GanTrainer(keras.Model):
+    """G, D (encoder + conditional head) and, for ta80, the GRU text encoder trained by D's loss."""
+
+    def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.generator, self.d_encoder, self.d_head, self.text_encoder = generator, d_encoder, d_head, text_encoder
+        self.has_ca = cfg.arch == "stackgan"
+        self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
+        self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
+        self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
+        self.augment, self.shift_px = cfg.augment, cfg.shift_px
+        self.g_loss_fn, self.d_loss_fn = L.LOSS_FAMILIES[cfg.loss]
+        self.rng = tf.random.Generator.from_seed(cfg.seed)
+        self.d_tracker = keras.metrics.Mean(name="d")
+        self.g_tracker = keras.metrics.Mean(name="g")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    def compile(self, d_optimizer, g_optimizer):
+        super().compile()
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+        # create the optimizer slots now, so a checkpoint restores into them
+        d_optimizer.build(self.d_variables)
+        g_optimizer.build(self.g_variables)
+
+    @property
+    def d_variables(self):
+        text = self.text_encoder.trainable_variables if self.text_encoder is not None else []
+        return self.d_encoder.trainable_variables + self.d_head.trainable_variables + text
+
+    @property
+    def g_variables(self):
+        return self.generator.trainable_variables
+
+    @property
+    def metrics(self):
+        return [self.d_tracker, self.g_tracker, self.kl_tracker]
+
+    def text(self, cond, training=False):
+        """Cached vectors pass through; ta80 word ids [B, T] -> GRU -> [B, 128]."""
+        if self.text_encoder is None:
+            return tf.cast(cond, tf.float32)
+        return self.text_encoder(cond, training=training)
+
+    def generate(self, text, z, eps, training=False):
+        """-> (image [B, 64, 64, 3] float32 in [-1, 1], KL term)."""
+        if self.has_ca:
+            image, mu, logvar = self.generator([text, z, eps], training=training)
+            return image, L.kl_divergence(mu, logvar)
+        return self.generator([text, z], training=training), tf.constant(0.0)
+
+    def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs):
+        if self.loss_name == "magp":
+            norms = L.gradient_norms(gp_tape.gradient(real_logits, gp_inputs))  # [B]
+            return L.magp_discriminator_loss(real_logits, wrong_logits, fake_logits, norms,
+                                             self.magp_weight, self.magp_power)
+        return self.d_loss_fn(real_logits, wrong_logits, fake_logits)
+
+    def train_step(self, data):
+        images, cond, wrong_cond = data  # uint8 [B, 64, 64, 3]; [B, D] float (ta80: [B, T] int32) ×2
+        real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
+        if self.augment:
+            real = augment_images(real, self.rng, self.shift_px)
+        b = tf.shape(real)[0]
+        z = self.rng.normal([b, self.z_dim])  # [B, Z]
+        eps = self.rng.normal([b, self.c_dim])  # [B, C] CA noise
+
+        with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
+            # text: cached vectors, or the ta80 GRU (part of D: only D's loss trains it)
+            t_real, t_wrong = self.text(cond, training=True), self.text(wrong_cond, training=True)
+            # generate
+            fake, kl = self.generate(tf.stop_gradient(t_real), z, eps, training=True)
+            # discriminate: the real images' features serve the real and the wrong pair
+            with tf.GradientTape(watch_accessed_variables=False) as gp_tape:
+                gp_inputs = [real, t_real]
+                gp_tape.watch(gp_inputs)
+                real_features = self.d_encoder(real, training=True)
+                real_logits = self.d_head([real_features, t_real], training=True)  # [B]
+            wrong_logits = self.d_head([real_features, t_wrong], training=True)  # [B]
+            fake_logits = self.d_head([self.d_encoder(fake, training=True), t_real], training=True)  # [B]
+            # losses (float32)
+            d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs)
+            g_adv = self.g_loss_fn(fake_logits)
+            g_loss = g_adv + self.kl_weight * kl
+            d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
+            g_scaled = self.g_optimizer.scale_loss(g_loss)
+
+        # update D and G from the same forward pass
+        d_grads = d_tape.gradient(d_scaled, self.d_variables)
+        g_grads = g_tape.gradient(g_scaled, self.g_variables)
+        self.d_optimizer.apply(d_grads, self.d_variables)
+        self.g_optimizer.apply(g_grads, self.g_variables)
+
+        self.d_tracker.update_state(d_loss)
+        self.g_tracker.update_state(g_adv)
+        self.kl_tracker.update_state(kl)
+        return {"d": d_loss, "g": g_adv, "kl": kl}
+
+    def sample(self, cond, z):
+        """Deterministic samples (CA mean, ε = 0; BN in inference mode): -> uint8 [B, 64, 64, 3]."""
+        return sample_images(self.generator, self.text_encoder, self.has_ca, cond, z)
+
+
+def sample_images(generator, text_encoder, has_ca: bool, cond, z):
+    """[B, D] vectors (or [B, T] ta80 word ids), z [B, Z] -> uint8 [B, 64, 64, 3]; CA mean (ε = 0), inference BN."""
+    if text_encoder is None:
+        text = tf.cast(cond, tf.float32)
+    else:
+        text = text_encoder(cond, training=False)
+    if has_ca:
+        eps = tf.zeros([tf.shape(z)[0], generator.get_layer("ca").c_dim])
+        image = generator([text, z, eps], training=False)[0]
+    else:
+        image = generator([text, z], training=False)
+    return tf.cast(tf.clip_by_value(tf.round((image + 1.0) * 127.5), 0, 255), tf.uint8)
+
+
+def build_trainer(cfg: GanConfig, vocab_size: int = 0) -> GanTrainer:
+    """Models for cfg.arch with Adam(lr, β1, β2) optimizers (loss-scaled under a mixed_float16 policy)."""
+    g, d_enc, d_head, text = build_models(cfg, vocab_size)
+    trainer = GanTrainer(g, d_enc, d_head, text, cfg=cfg)
+    mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
+
+    def adam(lr):
+        opt = keras.optimizers.Adam(lr, beta_1=cfg.beta1, beta_2=cfg.beta2)
+        return keras.optimizers.LossScaleOptimizer(opt) if mixed else opt
+
+    trainer.compile(d_optimizer=adam(cfg.lr_d), g_optimizer=adam(cfg.lr_g))
+    return trainer
+
+
+def build_models(cfg: GanConfig, vocab_size: int = 0):
+    """(generator, d_encoder, d_head, text_encoder or None) for cfg.arch, built under the global dtype policy."""
+    if cfg.arch == "ta80":
+        from gan import ta80
+
+        text = ta80.build_text_encoder(vocab_size, cfg.ta80_embed_dim, cfg.ta80_rnn_dim)
+        g = ta80.build_generator(cfg.ta80_rnn_dim, cfg.z_dim, cfg.ta80_dense_dim)
+        d_enc, d_head = ta80.build_discriminator(cfg.ta80_rnn_dim, cfg.ta80_dense_dim)
+        return g, d_enc, d_head, text
+    from gan import models
+
+    g = models.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)
+    d_enc, d_head = models.build_discriminator(cfg.cache.dim, cfg.ndf, d_norm(cfg))
+    return g, d_enc, d_head, None
+
+
+def checkpoint_objects(trainer: GanTrainer, step: tf.Variable) -> dict:
+    """What a checkpoint holds (names are the checkpoint keys load_generator relies on)."""
+    objs = dict(generator=trainer.generator, d_encoder=trainer.d_encoder, d_head=trainer.d_head,
+                g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
+    if trainer.text_encoder is not None:
+        objs["text_encoder"] = trainer.text_encoder
+    return objs
+
+
+class TrainedGenerator:
+    """A trained generator rebuilt from a run folder. Call it with conditions and (optionally) z."""
+
+    def __init__(self, generator, text_encoder, vocab, cfg: GanConfig, step: int, checkpoint: str):
+        self.config, self.step, self.checkpoint = cfg, step, checkpoint
+        self.z_dim = cfg.z_dim
+        self.needs = "texts" if cfg.arch == "ta80" else "vectors"  # what __call__ takes as conditions
+        self._generator, self._text_encoder, self._vocab = generator, text_encoder, vocab
+        self._fn = tf.function(lambda cond, z: sample_images(generator, text_encoder, cfg.arch == "stackgan", cond, z),
+                               reduce_retracing=True)
+
+    def __call__(self, conditions, z=None, seed: int | None = 0) -> np.ndarray:
+        """conditions: float [B, D] text vectors (stackgan) or B caption strings (ta80); z: [B, Z] or None (drawn
+        from N(0, 1) with `seed`). Returns uint8 [B, 64, 64, 3]."""
+        if self.needs == "texts":
+            from gan import ta80
+
+            cond = tf.constant(ta80.encode_texts(list(conditions), self._vocab))
+        else:
+            cond = tf.constant(np.asarray(conditions, np.float32))
+        n = int(cond.shape[0])
+        if z is None:
+            z = np.random.default_rng(seed).standard_normal((n, self.z_dim)).astype(np.float32)
+        return self._fn(cond, tf.constant(np.asarray(z, np.float32))).numpy()
+
+
+def load_generator(run_dir, checkpoint=None):
+    """Rebuild G from `run_dir/config.json` and restore it from a checkpoint.
+
+    checkpoint: None (latest in run_dir/checkpoints), an int step, or a checkpoint path prefix.
+    Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy.
+    """
+    from gan.run_dir import find_checkpoint, load_config
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    path = find_checkpoint(run_dir, checkpoint)
+    vocab = json.loads((run_dir / "vocab.json").read_text()) if cfg.arch == "ta80" else None
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        g, _, _, text = build_models(cfg, len(vocab or []))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    step = tf.Variable(0, dtype=tf.int64)
+    objs = dict(generator=g, step=step, **({"text_encoder": text} if text is not None else {}))
+    tf.train.Checkpoint(**objs).read(path).expect_partial()
+    return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path), cfg
