@@ -102,7 +102,7 @@ def available_encoders() -> list[tuple[str, int | str, str]]:
 
 
 def format_encoder_list() -> str:
-    lines = ["encoder spec (options in [..]; also get_encoder(spec, **options))    dim    needs"]
+    lines = ["encoders (spec, options in [...]; the dimension; what it needs):"]
     for pattern, dim, needs in available_encoders():
         lines.append(f"  {pattern}\n      dim: {dim}\n      needs: {needs}")
     lines.append(f"default: {DEFAULT_SPEC}. TF Hub downloads are cached in $TFHUB_CACHE_DIR (tensorflow_hub's own "
