@@ -7,7 +7,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from PIL import Image
 
 from embeddings.base import TextEncoder
@@ -66,11 +65,6 @@ def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corru
     return out
 
 
-@pytest.fixture
-def tiny_cache(tmp_path):
-    return make_cache(tmp_path)
-
-
 def test_image_cache_masks_corrupt_images_and_is_reused(tmp_path):
     from gan.image_cache import image_cache_path, load_or_build_image_cache
     from gan.data import read_cache
@@ -124,3 +118,16 @@ def test_sampler_is_keyed_by_step_and_mismatches_images():
     # a fresh sampler asked for step 5 directly (resume) gives the same batch
     fresh = BatchSampler(caption_image, valid, batch_size=3, seed=7, k=2)
     assert all(np.array_equal(x, y) for x, y in zip(fresh.batch(5), a.batch(5)))
+
+
+def test_ta80_vocabulary_and_word_ids():
+    from gan import ta80
+
+    texts = ["This flower has RED petals.", "a red, red flower", "petals"]
+    assert ta80.tokenize(texts[0]) == ["this", "flower", "has", "red", "petals"]
+    vocab = ta80.build_vocab(texts)  # by frequency, ties alphabetical
+    assert vocab == ["red", "flower", "petals", "a", "has", "this"]
+    ids = ta80.encode_texts(["red zebra petals", " ".join(["red"] * 30)], vocab, max_tokens=20)
+    assert ids.dtype == np.int32 and ids.shape == (2, 20)
+    assert ids[0, :4].tolist() == [2, ta80.UNK, 4, ta80.PAD] and ids[0, 3:].sum() == 0  # pad 0, unknown 1
+    assert (ids[1] == 2).all()  # cut at 20 words
