@@ -5,6 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= data/synthetic-flowers
+CACHE  ?= cache/synthetic-flowers-minilm.h5
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export HF_HUB_OFFLINE ?= 1
 
@@ -21,7 +22,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/make_synthetic_flowers.py --out $(DATA) --n 8000 --seed 0
+	$(PY) tools/make_synthetic_flowers.py --out $(DATA) --n 8000 --seed 0 --workers 2
+	@echo "contact sheet: $(DATA)/contact_sheet.png"
+	$(PY) precompute_embeddings.py --data $(DATA) --encoder minilm --out $(CACHE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
