@@ -52,6 +52,11 @@ def check_encoder_identity(encoder, cache) -> float:
     probe = [texts[i] for i in rows]
     stored = cache.embeddings(rows).astype(np.float32)
     fresh = encoder.encode(probe).astype(np.float32)
+    if fresh.shape != stored.shape:
+        raise UserError(
+            f"encoder {encoder.spec} built here gives {fresh.shape[1]}-d vectors but the cache's "
+            f"{cache.encoder_spec} vectors are {stored.shape[1]}-d, so it does not reproduce the cache's vectors"
+        )
     num = np.sum(stored * fresh, axis=1)
     den = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1) + 1e-12
     cos = float(np.min(np.where(den > 1e-9, num / den, 1.0)))
