@@ -5,6 +5,7 @@ images/id, images/path, and the root attributes below.
 """
 CAPTION_TEXT = "captions/text"  # [N] UTF-8 str
 CAPTION_IMAGE_INDEX = "captions/image_index"  # [N] int64, row in images/
+CAPTION_UNIQUE_INDEX = "captions/unique_index"  # [N] int64 row in the (length, text)-sorted distinct captions
 CAPTION_EMBEDDING = "captions/embedding"  # [N, D] float32 (or float16 with --dtype float16)
 IMAGE_ID = "images/id"  # [M] UTF-8 str
 IMAGE_PATH = "images/path"  # [M] UTF-8 str, absolute
@@ -23,3 +24,12 @@ ATTR_DATASET_ROOT = "dataset_root"
 ATTR_DATASET_LAYOUT = "dataset_layout"
 ATTR_VERSIONS = "versions"  # JSON {library: version}
 ATTR_CREATED = "created"  # ISO time
+
+# build bookkeeping (cache/writer.py)
+ATTR_DTYPE = "dtype"  # "float32" | "float16"
+ATTR_NUM_UNIQUE = "num_unique"  # U distinct captions
+ATTR_CHUNK_SIZE = "chunk_size"  # distinct captions per encoding step
+ATTR_NUM_CHUNKS = "num_chunks"
+ATTR_CHUNKS_DONE = "chunks_done"  # progress of an unfinished build
+ATTR_BATCH_SIZE = "batch_size"  # encoder batch size of the build (0 = encoder default)
+ATTR_FORMAT = "cache_format"  # 1

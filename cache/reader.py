@@ -21,20 +21,10 @@ import numpy as np
 from cache import layout as L
 from tools.errors import UserError
 
-# Names this package adds to cache/layout.py (documented in cache/writer.py).
-CAPTION_UNIQUE_INDEX = "captions/unique_index"  # [N] int64 row in the (length, text)-sorted distinct captions
-ATTR_DTYPE = "dtype"  # "float32" | "float16"
-ATTR_NUM_UNIQUE = "num_unique"  # U distinct captions
-ATTR_CHUNK_SIZE = "chunk_size"  # distinct captions per encoding step
-ATTR_NUM_CHUNKS = "num_chunks"
-ATTR_CHUNKS_DONE = "chunks_done"  # progress of an unfinished build
-ATTR_BATCH_SIZE = "batch_size"  # encoder batch size of the build (0 = encoder default)
-ATTR_FORMAT = "cache_format"  # 1
-
-REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING, CAPTION_UNIQUE_INDEX,
+REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING, L.CAPTION_UNIQUE_INDEX,
                      L.IMAGE_ID, L.IMAGE_PATH)
 REQUIRED_ATTRS = (L.ATTR_ENCODER, L.ATTR_ENCODER_CONFIG, L.ATTR_DIM, L.ATTR_FINGERPRINT, L.ATTR_COMPLETE,
-                  ATTR_DTYPE, ATTR_NUM_UNIQUE, ATTR_CHUNK_SIZE, ATTR_NUM_CHUNKS, ATTR_CHUNKS_DONE, ATTR_BATCH_SIZE)
+                  L.ATTR_DTYPE, L.ATTR_NUM_UNIQUE, L.ATTR_CHUNK_SIZE, L.ATTR_NUM_CHUNKS, L.ATTR_CHUNKS_DONE, L.ATTR_BATCH_SIZE)
 READ_ROWS = 256  # rows per scattered HDF5 read
 
 
@@ -111,7 +101,7 @@ class EmbeddingCache:
 
     @property
     def dtype(self) -> str:
-        return str(self._attr(ATTR_DTYPE))
+        return str(self._attr(L.ATTR_DTYPE))
 
     @property
     def fingerprint(self) -> str:
@@ -123,15 +113,15 @@ class EmbeddingCache:
 
     @property
     def chunks_done(self) -> int:
-        return int(self._attr(ATTR_CHUNKS_DONE))
+        return int(self._attr(L.ATTR_CHUNKS_DONE))
 
     @property
     def num_chunks(self) -> int:
-        return int(self._attr(ATTR_NUM_CHUNKS))
+        return int(self._attr(L.ATTR_NUM_CHUNKS))
 
     @property
     def num_unique(self) -> int:
-        return int(self._attr(ATTR_NUM_UNIQUE))
+        return int(self._attr(L.ATTR_NUM_UNIQUE))
 
     @property
     def dataset_name(self) -> str:
@@ -172,7 +162,7 @@ class EmbeddingCache:
         return self._f[L.CAPTION_IMAGE_INDEX][()].astype(np.int64, copy=False)
 
     def unique_index(self) -> np.ndarray:
-        return self._f[CAPTION_UNIQUE_INDEX][()].astype(np.int64, copy=False)
+        return self._f[L.CAPTION_UNIQUE_INDEX][()].astype(np.int64, copy=False)
 
     def image_ids(self) -> list[str]:
         return self._strings(L.IMAGE_ID)

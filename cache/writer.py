@@ -180,7 +180,7 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
     with h5py.File(tmp, "w") as f:
         _write_strings(f, L.CAPTION_TEXT, dataset.captions)
         _write_array(f, L.CAPTION_IMAGE_INDEX, dataset.caption_image.astype(np.int64))
-        _write_array(f, R.CAPTION_UNIQUE_INDEX, plan.index)
+        _write_array(f, L.CAPTION_UNIQUE_INDEX, plan.index)
         _write_strings(f, L.IMAGE_ID, dataset.image_ids)
         _write_strings(f, L.IMAGE_PATH, [str(p) for p in dataset.image_paths])
         if dataset.test_ids is not None:
@@ -192,15 +192,15 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
             L.ATTR_ENCODER: encoder.spec,
             L.ATTR_ENCODER_CONFIG: encoder_config_json(encoder.config()),
             L.ATTR_DIM: np.int64(encoder.dim),
-            R.ATTR_DTYPE: dtype,
+            L.ATTR_DTYPE: dtype,
             L.ATTR_FINGERPRINT: fingerprint,
             L.ATTR_COMPLETE: np.bool_(False),
-            R.ATTR_NUM_UNIQUE: np.int64(len(plan.texts)),
-            R.ATTR_CHUNK_SIZE: np.int64(chunk_size),
-            R.ATTR_NUM_CHUNKS: np.int64(-(-len(plan.texts) // chunk_size)),
-            R.ATTR_CHUNKS_DONE: np.int64(0),
-            R.ATTR_BATCH_SIZE: np.int64(batch_size),
-            R.ATTR_FORMAT: np.int64(1),
+            L.ATTR_NUM_UNIQUE: np.int64(len(plan.texts)),
+            L.ATTR_CHUNK_SIZE: np.int64(chunk_size),
+            L.ATTR_NUM_CHUNKS: np.int64(-(-len(plan.texts) // chunk_size)),
+            L.ATTR_CHUNKS_DONE: np.int64(0),
+            L.ATTR_BATCH_SIZE: np.int64(batch_size),
+            L.ATTR_FORMAT: np.int64(1),
             L.ATTR_DATASET_NAME: dataset.name,
             L.ATTR_DATASET_ROOT: str(Path(dataset.root).resolve()),
             L.ATTR_DATASET_LAYOUT: dataset.layout,
@@ -256,9 +256,9 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tupl
     by_unique = np.argsort(plan.index, kind="stable")  # caption rows grouped by their unique row
     sorted_unique = plan.index[by_unique]
     with h5py.File(out, "r+", rdcc_nbytes=0) as f:  # no chunk cache: scattered rows go straight to disk
-        size, total = int(f.attrs[R.ATTR_CHUNK_SIZE]), len(plan.texts)
-        first = int(f.attrs[R.ATTR_CHUNKS_DONE])
-        batch = {"batch_size": int(f.attrs[R.ATTR_BATCH_SIZE])} if f.attrs[R.ATTR_BATCH_SIZE] else {}
+        size, total = int(f.attrs[L.ATTR_CHUNK_SIZE]), len(plan.texts)
+        first = int(f.attrs[L.ATTR_CHUNKS_DONE])
+        batch = {"batch_size": int(f.attrs[L.ATTR_BATCH_SIZE])} if f.attrs[L.ATTR_BATCH_SIZE] else {}
         embedding = f[L.CAPTION_EMBEDDING]
         bar = tqdm(total=total, initial=min(first * size, total), unit="cap", desc="encoding unique captions",
                    disable=not progress, dynamic_ncols=True, file=sys.stderr)
@@ -272,7 +272,7 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tupl
                 embedding[part] = vectors[plan.index[part] - lo].astype(embedding.dtype)
             _test_kill_hook("rows", k)
             f.flush()  # the vectors are on disk before progress says so
-            f.attrs.modify(R.ATTR_CHUNKS_DONE, np.int64(k + 1))
+            f.attrs.modify(L.ATTR_CHUNKS_DONE, np.int64(k + 1))
             f.flush()
             _test_kill_hook("chunk", k)
             bar.update(hi - lo)

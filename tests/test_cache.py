@@ -20,7 +20,8 @@ import pytest
 from cache import layout as L
 from cache.fingerprint import cache_fingerprint
 from cache.paths import default_cache_path, encoder_slug
-from cache.reader import CAPTION_UNIQUE_INDEX, EmbeddingCache
+from cache.layout import CAPTION_UNIQUE_INDEX
+from cache.reader import EmbeddingCache
 from cache.writer import UniquePlan, build_cache, build_cache_report
 from embeddings.base import TextEncoder
 from tools.dataset import CaptionDataset
