@@ -43,15 +43,23 @@ def read_cache(path, need_vectors: bool = True) -> TrainingData:
                             cache.test_texts())
 
 
-def sample_captions(texts: list[str], n: int) -> list[int]:
-    """Rows of the first n distinct captions, in cache order (the fixed captions of the sample grids)."""
-    seen, rows = set(), []
-    for row, text in enumerate(texts):
-        if text not in seen:
-            seen.add(text)
+def sample_captions(texts: list[str], caption_image: np.ndarray, n: int) -> list[int]:
+    """Rows of n fixed captions for the sample grids: the first caption of each of the first images (distinct
+    texts, distinct images, cache order), topped up with further distinct captions if there are fewer images."""
+    seen_text, seen_image, rows = set(), set(), []
+    for row, (text, image) in enumerate(zip(texts, caption_image.tolist())):
+        if text not in seen_text and image not in seen_image:
+            seen_text.add(text)
+            seen_image.add(image)
             rows.append(row)
             if len(rows) == n:
-                break
+                return rows
+    for row, text in enumerate(texts):
+        if len(rows) == n:
+            break
+        if text not in seen_text:
+            seen_text.add(text)
+            rows.append(row)
     return rows
 
 

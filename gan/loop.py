@@ -87,7 +87,7 @@ class Samples:
     """Fixed captions × fixed z -> samples/step_XXXXXX.png and a TensorBoard image."""
 
     def __init__(self, cfg: GanConfig, data: TrainingData, conditions, run_dir: Path, trainer: GanTrainer):
-        rows = sample_captions(data.texts, cfg.num_sample_captions)
+        rows = sample_captions(data.texts, data.caption_image, cfg.num_sample_captions)
         self.n_rows, n_z = len(rows), cfg.num_sample_z
         z = np.random.default_rng([cfg.seed, 3]).standard_normal((n_z, cfg.z_dim)).astype(np.float32)
         cond = conditions[rows]

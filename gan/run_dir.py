@@ -4,7 +4,7 @@
         config.json              resolved options + "cache" (encoder, encoder_config, dim, fingerprint, path, ...)
                                  + "run" (folder, device, mixed precision, versions, created)
         train.log                the same lines as the console
-        samples_captions.json    the fixed captions (rows of every sample grid) and the cache rows they come from
+        samples_captions.json    the fixed captions (rows of every sample grid: first caption of the first images)
         samples/step_000500.png  grid: one row per fixed caption, one column per fixed z
         checkpoints/ckpt-500.*   tf.train.Checkpoint (G, D, optimizers, RNG, step); last few kept
         tb/                      TensorBoard scalars (d, g, kl, ms/step) and sample grids

@@ -67,7 +67,8 @@ def test_run_folder_contents(full_run):
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
     assert Image.open(run / "samples" / "step_000006.png").size == (2 * 64, 3 * 64)
     captions = json.loads((run / "samples_captions.json").read_text())
-    assert captions["captions"][0] == "a red flower number 0 variant 0" and len(captions["captions"]) == 3
+    assert captions["captions"] == ["a red flower number 0 variant 0", "a yellow flower number 1 variant 0",
+                                    "a white flower number 2 variant 0"]  # one caption per image, first images
     # checkpoints
     names = {p.name for p in (run / "checkpoints").iterdir()}
     assert {"checkpoint", "ckpt-3.index", "ckpt-6.index"} <= names
