@@ -1,0 +1,124 @@
+"""Evaluate generated images against their captions: attribute accuracy, FID, IS, R-precision, diversity.
+
+    python tools/evaluate.py --images out/test --dataset data/synthetic-flowers --cache cache/sf-minilm.h5
+
+Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.png|jpg` (k-th noise sample),
+matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
+synthetic set's test_captions.jsonl; rows without attributes are parsed from their text), writes
+metrics.json and prints a table. The attribute classifier (and, with --cache, the R-precision matcher)
+train on first use (~2 min each on 2 cores) and are cached under cache/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.errors import UserError, add_repo_to_path, run_cli  # noqa: E402
+
+add_repo_to_path(__file__)
+
+EXAMPLES = """examples:
+  # images made by generate.py for the synthetic set's 819 test captions, R-precision included
+  python tools/evaluate.py --images out/test --dataset data/synthetic-flowers --cache cache/sf-minilm.h5
+
+  # another captions file, metrics written elsewhere, InceptionV3 IS/FID from weights you downloaded
+  python tools/evaluate.py --images out/k4 --captions my_captions.jsonl --out k4.json \\
+      --inception-weights inception_v3_weights_tf_dim_ordering_tf_kernels.h5
+"""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_SAMPLE = re.compile(r"^(.+)_(\d+)$")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to evaluate")
+    g.add_argument("--images", type=Path, required=True, help="folder of inference_{ID}[_{k}].png|jpg files")
+    g.add_argument("--captions", type=Path, help="JSONL {id, caption, named attributes} (default: DATASET/test_captions.jsonl)")
+    g.add_argument("--dataset", type=Path, help="synthetic-flowers folder: real reference images and default captions "
+                                                "(default reference: the classifier's own held-out flowers)")
+    g.add_argument("--cache", type=Path, help="embedding cache (.h5) the GAN trained on; enables R-precision")
+    g.add_argument("--out", type=Path, help="metrics JSON to write (default: IMAGES/metrics.json)")
+    o = p.add_argument_group("options")
+    o.add_argument("--inception-weights", type=Path, help="InceptionV3 .h5 weights: adds IS/FID in InceptionV3 space")
+    o.add_argument("--classifier-dir", type=Path, help="where the attribute classifier is cached (default cache/attribute_classifier)")
+    o.add_argument("--matcher-dir", type=Path, help="where R-precision matchers are cached (default cache/matcher)")
+    o.add_argument("--real-limit", type=int, default=2000, help="least real reference images read from --dataset; 2x the generated count when that is more (default 2000)")
+    o.add_argument("--seed", type=int, default=0, help="seed of the real subset and R-precision candidates (default 0)")
+    return p.parse_args(argv)
+
+
+def load_captions(path: Path) -> dict[str, dict]:
+    """id (as str) -> row of a captions JSONL file."""
+    if not path.is_file():
+        raise UserError(f"--captions {path}: file not found")
+    rows = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not JSON ({e.msg}); each line must be {{\"id\": ..., \"caption\": ...}}") from None
+        if not isinstance(row, dict) or "id" not in row or "caption" not in row:
+            raise UserError(f"{path}:{n}: a row needs \"id\" and \"caption\" keys, got {str(row)[:80]}")
+        rows[str(row["id"])] = row
+    return rows
+
+
+def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[str]]:
+    """({id: uint8 [K, 64, 64, 3]}, names of files that match no caption id) from inference_* files."""
+    import numpy as np
+
+    from tools.images import load_rgb
+
+    if not folder.is_dir():
+        raise UserError(f"--images {folder}: not a folder")
+    found: dict[str, list[tuple[int, Path]]] = {}
+    unmatched = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.stem.startswith("inference_"):
+            continue
+        key, k = path.stem[len("inference_"):], 0
+        if key not in captions and (m := _SAMPLE.match(key)) and m.group(1) in captions:
+            key, k = m.group(1), int(m.group(2))
+        if key in captions:
+            found.setdefault(key, []).append((k, path))
+        else:
+            unmatched.append(path.name)
+    if not found:
+        raise UserError(f"--images {folder}: no inference_{{ID}}.png|jpg file whose ID is in the captions file "
+                        f"({len(unmatched)} inference files with unknown ids)")
+    return {key: np.stack([load_rgb(p, 64) for _, p in sorted(files)]) for key, files in found.items()}, unmatched
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    captions_path = args.captions or (args.dataset / "test_captions.jsonl" if args.dataset else None)
+    if captions_path is None:
+        raise UserError("give --captions FILE (JSONL with id, caption, named attributes) or --dataset DIR")
+    captions = load_captions(captions_path)
+    images, unmatched = load_generated(args.images, captions)
+    if unmatched:
+        print(f"skipped {len(unmatched)} files whose id is not in {captions_path} (e.g. {unmatched[0]})")
+    from tools.evaluation.report import evaluate_images, format_table
+
+    metrics = evaluate_images(
+        images, captions, args.dataset, args.cache, classifier_dir=args.classifier_dir, matcher_dir=args.matcher_dir,
+        inception_weights=args.inception_weights, real_limit=args.real_limit, seed=args.seed,
+    )
+    metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
+    out = args.out or args.images / "metrics.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(format_table(metrics))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
