@@ -156,7 +156,7 @@ def save(clf: AttributeClassifier, directory: Path, heldout: tuple[np.ndarray, n
 
 
 def load(directory: Path) -> AttributeClassifier | None:
-    """The saved classifier, or None when absent or from another VERSION."""
+    """The saved classifier, or None when absent, from another VERSION, or not matching this architecture."""
     meta_path = directory / META
     if not meta_path.is_file():
         return None
@@ -164,15 +164,19 @@ def load(directory: Path) -> AttributeClassifier | None:
     if meta.get("version") != VERSION or not (directory / WEIGHTS).is_file():
         return None
     model = build_model()
-    model.load_weights(str(directory / WEIGHTS))
+    try:
+        model.load_weights(str(directory / WEIGHTS))
+    except ValueError:  # the architecture changed without a VERSION bump: retrain rather than fail
+        return None
     return AttributeClassifier(model, meta)
 
 
 def load_or_train(directory: str | Path | None = None, dataset_dir: str | Path | None = None, log=print) -> AttributeClassifier:
     """The cached classifier in `directory` (default cache/attribute_classifier/), trained there if missing.
 
-    Training data: N_TRAIN + N_HELDOUT flowers rendered with DATA_SEED, or, with `dataset_dir`, the first
-    images of that synthetic folder (last N_HELDOUT held out). Warns when an attribute misses the CEILING.
+    Training data: N_TRAIN + N_HELDOUT flowers rendered with DATA_SEED, or, with `dataset_dir`, a seeded
+    subset of up to that many images of that synthetic folder (the last N_HELDOUT held out). A classifier
+    already in `directory` is reused whatever its data. Warns when an attribute misses the CEILING.
     """
     directory = Path(directory) if directory else DEFAULT_DIR
     clf = load(directory)
