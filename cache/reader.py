@@ -25,7 +25,9 @@ REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING,
                      L.IMAGE_ID, L.IMAGE_PATH)
 REQUIRED_ATTRS = (L.ATTR_ENCODER, L.ATTR_ENCODER_CONFIG, L.ATTR_DIM, L.ATTR_FINGERPRINT, L.ATTR_COMPLETE,
                   L.ATTR_DTYPE, L.ATTR_NUM_UNIQUE, L.ATTR_CHUNK_SIZE, L.ATTR_NUM_CHUNKS, L.ATTR_CHUNKS_DONE, L.ATTR_BATCH_SIZE)
-READ_ROWS = 256  # rows per scattered HDF5 read
+READ_ROWS = 256
+IDENTITY_PROBES = 4  # cached captions re-encoded to prove a rebuilt encoder is the cache's encoder
+IDENTITY_MIN_COSINE = 0.9999  # rows per scattered HDF5 read
 
 
 def _one_line(error: Exception) -> str:
@@ -222,6 +224,40 @@ class EmbeddingCache:
         from embeddings.registry import encoder_from_config
 
         return encoder_from_config(self.encoder_config, self.encoder_state())
+
+    def check_encoder(self, encoder, probes: int = IDENTITY_PROBES) -> float:
+        """Re-encode a few cached captions; refuse (UserError) an encoder that does not reproduce the cached
+        vectors — new text must land where the GAN's training vectors are. Returns the lowest cosine."""
+        rows = np.unique(np.linspace(0, self.num_captions - 1, min(probes, self.num_captions)).astype(np.int64))
+        texts = self.texts()
+        stored = self.embeddings(rows)
+        fresh = np.asarray(encoder.encode([texts[i] for i in rows]), np.float32)
+        if fresh.shape != stored.shape:
+            raise UserError(
+                f"{self.path}: encoder {encoder.spec} built here gives {fresh.shape[1]}-d vectors but the cache's "
+                f"{self.encoder_spec} vectors are {stored.shape[1]}-d, so it does not reproduce the cache's vectors"
+            )
+        num = np.sum(stored * fresh, axis=1)
+        den = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1)
+        cos = float(np.min(np.where(den > 1e-9, num / np.maximum(den, 1e-12), 1.0)))
+        if cos < IDENTITY_MIN_COSINE:
+            versions = ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items()))
+            raise UserError(
+                f"{self.path}: encoder {self.encoder_spec} built here does not reproduce the cache's vectors "
+                f"(min cosine {cos:.5f} < {IDENTITY_MIN_COSINE}); install the library versions it was built with ({versions})"
+            )
+        return cos
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """float32 [N, D] for any texts: the stored vector where the cache holds the caption, elsewhere the
+        cache's own encoder (rebuilt, and checked by check_encoder). Returns (vectors, how many were reused)."""
+        vectors, found = self.lookup(texts)
+        missing = np.flatnonzero(~found)
+        if len(missing):
+            encoder = self.build_encoder()
+            self.check_encoder(encoder)
+            vectors[missing] = np.asarray(encoder.encode([texts[i] for i in missing]), np.float32)
+        return vectors, int(found.sum())
 
     # --- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:

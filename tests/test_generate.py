@@ -14,7 +14,7 @@ from cache.reader import EmbeddingCache
 from embeddings.registry import get_encoder
 from tools import grids
 from tools.errors import UserError
-from tools.generation import check_encoder_identity, sample_z
+from tools.generation import sample_z
 
 TINY = ["--ngf", "8", "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
         "--steps", "2", "--log-every", "1", "--ckpt-every", "2", "--sample-every", "2"]
@@ -48,11 +48,11 @@ def test_new_text_is_encoded_by_the_caches_encoder_and_cached_captions_are_reuse
         stored = cache.embeddings([5])[0]
         encoder = cache.build_encoder()
         # the rebuilt encoder reproduces the cache; a tfidf fitted on other text does not, and is refused
-        assert check_encoder_identity(encoder, cache) > 0.9999
+        assert cache.check_encoder(encoder) > 0.9999
         other = get_encoder("tfidf")
         other.fit(["completely different words here", "nothing about flowers at all"] * 3)
         with pytest.raises(UserError, match="does not reproduce the cache's vectors"):
-            check_encoder_identity(other, cache)
+            cache.check_encoder(other)
     from tools.generation import encode_texts, open_run_cache
     from gan.run_dir import load_config
 

@@ -15,10 +15,6 @@ import numpy as np
 
 from tools.errors import UserError
 
-IDENTITY_PROBES = 4  # cached captions re-encoded to prove the rebuilt encoder is the cache's encoder
-IDENTITY_MIN_COSINE = 0.9999
-
-
 @dataclass
 class EncodedTexts:
     vectors: np.ndarray  # float32 [N, D]
@@ -44,62 +40,20 @@ def open_run_cache(cfg, run_dir: Path):
     return cache
 
 
-def check_encoder_identity(encoder, cache) -> float:
-    """Re-encode a few cached captions; refuse an encoder that does not reproduce the cached vectors."""
-    n = min(IDENTITY_PROBES, cache.num_captions)
-    rows = np.linspace(0, cache.num_captions - 1, n).astype(np.int64)
-    texts = cache.texts()
-    probe = [texts[i] for i in rows]
-    stored = cache.embeddings(rows).astype(np.float32)
-    fresh = encoder.encode(probe).astype(np.float32)
-    if fresh.shape != stored.shape:
-        raise UserError(
-            f"encoder {encoder.spec} built here gives {fresh.shape[1]}-d vectors but the cache's "
-            f"{cache.encoder_spec} vectors are {stored.shape[1]}-d, so it does not reproduce the cache's vectors"
-        )
-    num = np.sum(stored * fresh, axis=1)
-    den = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1) + 1e-12
-    cos = float(np.min(np.where(den > 1e-9, num / den, 1.0)))
-    if cos < IDENTITY_MIN_COSINE:
-        raise UserError(
-            f"encoder {cache.encoder_spec} built here does not reproduce the cache's vectors "
-            f"(min cosine {cos:.5f} < {IDENTITY_MIN_COSINE}); install the library versions in the cache's "
-            f"'versions' attribute ({', '.join(f'{k} {v}' for k, v in sorted(cache.versions.items()))})"
-        )
-    return cos
-
-
 def encode_texts(cfg, cache, texts: list[str]) -> EncodedTexts:
-    """float32 [N, D] for texts: cached rows where the caption is in the cache, the run's encoder elsewhere."""
-    if cache is None:
-        vectors, found = np.zeros((len(texts), cfg.cache.dim), np.float32), np.zeros(len(texts), bool)
-    else:
-        vectors, found = cache.lookup(texts)
-        vectors, found = np.asarray(vectors, dtype=np.float32), np.asarray(found, bool)
-    missing = np.flatnonzero(~found)
-    if len(missing):
-        encoder = run_encoder(cfg, cache)
-        vectors[missing] = encoder.encode([texts[i] for i in missing]).astype(np.float32)
-    return EncodedTexts(vectors=vectors, reused=int(found.sum()), encoded=len(missing))
-
-
-def run_encoder(cfg, cache):
-    """The encoder the run's cache was built with: rebuilt from the cache (config + fitted state) and proven
-    to reproduce its vectors; without the cache file, from the config the run recorded (stateless encoders)."""
+    """float32 [N, D] for texts: cached rows where the caption is in the cache, the run's encoder elsewhere
+    (EmbeddingCache.encode). Without the cache file, the encoder the run recorded (stateless encoders only)."""
     from embeddings.registry import encoder_from_config
 
-    where = f"the run's encoder {cfg.cache.encoder}"
     try:
         if cache is not None:
-            encoder = cache.build_encoder()
-        else:
-            encoder = encoder_from_config(cfg.cache.encoder_config)
+            vectors, reused = cache.encode(texts)
+            return EncodedTexts(vectors=vectors, reused=reused, encoded=len(texts) - reused)
+        encoder = encoder_from_config(cfg.cache.encoder_config)
     except UserError as e:
         missing = "" if cache is not None else f" (its cache {cfg.cache.path} is missing)"
-        raise UserError(f"cannot build {where} here{missing}: {e}") from None
-    if cache is not None:
-        check_encoder_identity(encoder, cache)
-    return encoder
+        raise UserError(f"cannot build the run's encoder {cfg.cache.encoder} here{missing}: {e}") from None
+    return EncodedTexts(vectors=np.asarray(encoder.encode(texts), np.float32), reused=0, encoded=len(texts))
 
 
 def sample_z(n: int, z_dim: int, seed: int, truncation: float | None) -> np.ndarray:
