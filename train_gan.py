@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                 group.add_argument(flag, type=typ, metavar=metavar, default=None, help=help_text)
     g = p.add_argument_group("control")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a run at its last checkpoint (same options, cache, "
-                                                       "optimizer and RNG state); only schedule options may change")
+                                                       "optimizer and RNG state); only schedule options and --lr-g/--lr-d may change")
     g.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="any other config field, e.g. --set magp_weight=1 --set shift_px=2 (unknown keys are errors)")

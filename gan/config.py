@@ -154,9 +154,10 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
     return cfg
 
 
-# options a resumed run may change; every other option must equal the run's
+# options a resumed run may change (schedule, and learning rates to recover from a divergence);
+# every other option must equal the run's
 RESUME_CHANGEABLE = ("steps", "epochs", "minutes", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-                     "embeddings", "run_dir")
+                     "embeddings", "run_dir", "lr_g", "lr_d")
 
 
 def resume_config(saved: GanConfig, overrides: dict, cache: CacheInfo, run_dir) -> GanConfig:

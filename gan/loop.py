@@ -123,6 +123,8 @@ def _progress(step, total, vals, ms, eta) -> str:
 def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
     """Run folder, log, images, sampler, conditions; returns what the loop needs."""
     data = data or read_cache(cfg.embeddings, need_vectors=cfg.arch != "ta80")
+    if not cfg.cache.path:  # library use: train(resolve(...)) without the CLI filling in the cache section
+        cfg = replace(cfg, cache=data.info)
     run_facts = setup_runtime(cfg)
     run_dir = Path(resume_dir) if resume_dir else R.new_run_dir(cfg.run_dir, R.run_name(cfg))
     log = R.RunLog(run_dir / "train.log", echo)
@@ -156,6 +158,8 @@ def train(cfg: GanConfig, data: TrainingData | None = None, resume_dir=None, *, 
                                          checkpoint_name="ckpt")
     if resume_dir and manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        trainer.g_optimizer.learning_rate = cfg.lr_g  # the one option besides the schedule a resume may change
+        trainer.d_optimizer.learning_rate = cfg.lr_d
         log(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
     elif resume_dir:
         log("no checkpoint to resume from: starting at step 0 in the same folder")
@@ -238,6 +242,6 @@ def _diverged(log, vals, since: int, step: int, last_good) -> None:
     shown = ", ".join(f"{k} {v}" for k, v in vals.items())
     msg = (f"non-finite loss or weights between steps {since} and {step} ({shown}): training stopped; "
            f"last good checkpoint kept: {last_good or 'none'} — resume from it with lower --lr-g/--lr-d "
-           f"or try --loss hinge")
+           f"(train_gan.py --resume RUN_DIR --lr-g 1e-4 --lr-d 1e-4) or start a new run with --loss hinge")
     log(f"error: {msg}")
     raise TrainingDiverged(msg)
