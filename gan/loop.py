@@ -47,6 +47,11 @@ class TrainResult:
 def setup_runtime(cfg: GanConfig) -> dict:
     """Seeds, op determinism, mixed precision. Returns the "run" facts recorded in config.json."""
     gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # take GPU memory as needed, not all of it up front (a shared or evaluating GPU)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by the caller: keep its setting
+            pass
     mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     keras.utils.set_random_seed(cfg.seed)  # weight initialisers (python, numpy and TF seeds)
