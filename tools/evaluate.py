@@ -1,6 +1,11 @@
 """Evaluate generated images against their captions: attribute accuracy, FID, IS, R-precision, diversity.
 
+    python tools/evaluate.py --run runs/00001-synthetic-flowers-minilm
     python tools/evaluate.py --images out/test --dataset data/synthetic-flowers --cache cache/sf-minilm.h5
+
+--run generates --n-per-caption images for each held-out test caption of the run's dataset (with the run's
+own encoder and latest checkpoint) into RUN_DIR/eval/step_XXXXXX/, evaluates them, and writes
+RUN_DIR/metrics.json. --images evaluates a folder you generated yourself.
 
 Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.png|jpg` (k-th noise sample),
 matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
@@ -37,7 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to evaluate")
-    g.add_argument("--images", type=Path, required=True, help="folder of inference_{ID}[_{k}].png|jpg files")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, metavar="RUN_DIR", help="a train_gan.py run: generate for the dataset's test "
+                     "captions and evaluate (metrics.json in the run folder)")
+    src.add_argument("--images", type=Path, help="folder of inference_{ID}[_{k}].png|jpg files")
+    g.add_argument("--checkpoint", type=int, help="with --run: checkpoint step (default: the latest)")
+    g.add_argument("--n-per-caption", type=int, default=2, help="with --run: noise samples per caption (default 2; "
+                   "diversity needs >= 2)")
     g.add_argument("--captions", type=Path, help="JSONL {id, caption, named attributes} (default: DATASET/test_captions.jsonl)")
     g.add_argument("--dataset", type=Path, help="synthetic-flowers folder: real reference images and default captions "
                                                 "(default reference: the classifier's own held-out flowers)")
@@ -70,6 +81,10 @@ def load_captions(path: Path) -> dict[str, dict]:
     return rows
 
 
+def _canonical(caption_id: str) -> str:
+    return str(int(caption_id)) if caption_id.isdigit() else caption_id
+
+
 def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[str]]:
     """({id: uint8 [K, 64, 64, 3]}, names of files that match no caption id) from inference_* files."""
     import numpy as np
@@ -80,14 +95,16 @@ def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[
         raise UserError(f"--images {folder}: not a folder")
     found: dict[str, list[tuple[int, Path]]] = {}
     unmatched = []
+    # generate.py writes integer ids zero-padded (inference_0001): match ids by their canonical form
+    by_canon = {_canonical(cid): cid for cid in captions}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.stem.startswith("inference_"):
             continue
         key, k = path.stem[len("inference_"):], 0
-        if key not in captions and (m := _SAMPLE.match(key)) and m.group(1) in captions:
+        if _canonical(key) not in by_canon and (m := _SAMPLE.match(key)) and _canonical(m.group(1)) in by_canon:
             key, k = m.group(1), int(m.group(2))
-        if key in captions:
-            found.setdefault(key, []).append((k, path))
+        if _canonical(key) in by_canon:
+            found.setdefault(by_canon[_canonical(key)], []).append((k, path))
         else:
             unmatched.append(path.name)
     if not found:
@@ -96,8 +113,44 @@ def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[
     return {key: np.stack([load_rgb(p, 64) for _, p in sorted(files)]) for key, files in found.items()}, unmatched
 
 
+def generate_for_run(args) -> None:
+    """--run: fill args.images/.dataset/.cache/.captions/.out from the run, generating the images first."""
+    from cache.reader import EmbeddingCache
+    from gan.run_dir import load_config
+    from tools.generation import GenerationRequest, generate
+
+    cfg = load_config(args.run)
+    with EmbeddingCache.open(cfg.cache.path) as cache:
+        root = Path(cache.dataset_root)
+        test_ids, test_texts = cache.test_ids(), cache.test_texts()
+    if args.captions is None and (root / "test_captions.jsonl").is_file():
+        args.captions = root / "test_captions.jsonl"
+    if args.captions is None:
+        if not test_ids:
+            raise UserError(f"--run {args.run}: its dataset {root} has no held-out test captions; "
+                            "generate images yourself and use --images with --captions")
+        args.captions = args.run / "eval" / "test_captions.jsonl"
+        args.captions.parent.mkdir(parents=True, exist_ok=True)
+        args.captions.write_text("".join(json.dumps({"id": i, "caption": t}) + "\n" for i, t in zip(test_ids, test_texts)))
+    captions = load_captions(args.captions)
+    if args.dataset is None and (root / "attributes.jsonl").is_file():
+        args.dataset = root
+    args.cache = args.cache or Path(cfg.cache.path)
+    from gan.run_dir import find_checkpoint
+
+    step = int(find_checkpoint(args.run, args.checkpoint).rsplit("-", 1)[-1])
+    args.images = args.run / "eval" / f"step_{step:06d}"
+    report = generate(GenerationRequest(
+        run_dir=args.run, out_dir=args.images, ids=list(captions), texts=[r["caption"] for r in captions.values()],
+        checkpoint=args.checkpoint, n_per_caption=args.n_per_caption, seed=args.seed, fmt="png"))
+    print(report.summary())
+    args.out = args.out or args.run / "metrics.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.run is not None:
+        generate_for_run(args)
     captions_path = args.captions or (args.dataset / "test_captions.jsonl" if args.dataset else None)
     if captions_path is None:
         raise UserError("give --captions FILE (JSONL with id, caption, named attributes) or --dataset DIR")

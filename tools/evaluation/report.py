@@ -157,7 +157,11 @@ def _r_precision(ids, captions, images, owner, cache_path, matcher_dir, seed, lo
     from cache.reader import EmbeddingCache
     from tools.evaluation.matching import N_CANDIDATES, caption_vectors, load_or_train_matcher, r_precision
 
-    matcher = load_or_train_matcher(cache_path, matcher_dir, log=log)
+    try:
+        matcher = load_or_train_matcher(cache_path, matcher_dir, log=log)
+    except UserError as e:  # e.g. too few real pairs to train a matcher: the other metrics still stand
+        log(f"R-precision skipped: {e}")
+        return {"value": None, "why": str(e)}
     with EmbeddingCache.open(cache_path) as cache:
         vectors = caption_vectors(cache, [captions[i]["caption"] for i in ids])  # [C, D]
     n = min(N_CANDIDATES, len(ids))
