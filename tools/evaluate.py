@@ -65,17 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_captions(path: Path) -> dict[str, dict]:
     """id (as str) -> row of a captions JSONL file."""
+    from tools.datasets.common import jsonl_rows
+
     if not path.is_file():
         raise UserError(f"--captions {path}: file not found")
     rows = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not JSON ({e.msg}); each line must be {{\"id\": ..., \"caption\": ...}}") from None
-        if not isinstance(row, dict) or "id" not in row or "caption" not in row:
+    for n, row in jsonl_rows(path):
+        if "id" not in row or "caption" not in row:
             raise UserError(f"{path}:{n}: a row needs \"id\" and \"caption\" keys, got {str(row)[:80]}")
         rows[str(row["id"])] = row
     return rows

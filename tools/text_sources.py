@@ -5,7 +5,6 @@ output folder or make odd file names are refused here, before anything is writte
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -82,16 +81,11 @@ def _pick(row: dict, keys: tuple[str, ...], where: str) -> object:
 
 
 def _from_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    from tools.datasets.common import jsonl_rows
+
+    _read_utf8(path)  # a missing file is a one-line error here too
     ids, texts = [], []
-    for n, line in enumerate(_read_utf8(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); write one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object with 'id' and 'caption', got {type(row).__name__}")
+    for n, row in jsonl_rows(path):
         ids.append(str(_pick(row, ("id", "ID"), f"{path}:{n}")))
         texts.append(_check_text(_pick(row, ("caption", "text"), f"{path}:{n}"), f"{path}:{n}"))
     return check_ids(ids, str(path)), texts

@@ -17,6 +17,7 @@ Decisions every layout shares (documented once, here):
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -180,3 +181,17 @@ class DatasetBuilder:
             test_captions=self.test_captions or None,
             skips=self.skips,
         )
+
+
+def jsonl_rows(path: Path):
+    """(line number, dict) for each non-blank line; bad JSON -> UserError naming file:line."""
+    for lineno, line in enumerate(read_utf8(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object per line, found {type(row).__name__}")
+        yield lineno, row

@@ -11,30 +11,15 @@ file but must agree on image_path. Both files must be UTF-8 (see common.py).
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from tools.dataset import SkipReport
-from tools.datasets.common import DatasetBuilder, find_image, read_utf8
+from tools.datasets.common import DatasetBuilder, find_image, jsonl_rows, read_utf8
 from tools.errors import UserError
 
 MANIFEST_NAME = "manifest.jsonl"
 TEST_NAME = "test_captions.jsonl"
 CSV_COLUMNS = ("image_id", "image_path", "caption")
-
-
-def _jsonl_rows(path: Path):
-    """(line number, dict) for each non-blank line; bad JSON -> UserError naming file:line."""
-    for lineno, line in enumerate(read_utf8(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object per line, found {type(row).__name__}")
-        yield lineno, row
 
 
 def _field(row: dict, key: str, kinds: tuple, where: str, example: str):
@@ -51,7 +36,7 @@ def load_jsonl(path: Path, images_dir: Path | None, skips: SkipReport) -> Datase
         raise UserError(f"{manifest}: manifest not found; --layout manifest needs a manifest.jsonl or a .jsonl file")
     base = manifest.parent
     builder = DatasetBuilder(base, "manifest", skips)
-    for lineno, row in _jsonl_rows(manifest):
+    for lineno, row in jsonl_rows(manifest):
         where = f"{manifest}:{lineno}"
         image_id = str(_field(row, "image_id", (str, int), where, 'an image id like "00001"'))
         image_path = _field(row, "image_path", (str,), where, 'a path like "images/00001.png"')
@@ -63,7 +48,7 @@ def load_jsonl(path: Path, images_dir: Path | None, skips: SkipReport) -> Datase
             builder.add_caption(image, caption, f"{where} captions[{k}]")
     test = base / TEST_NAME
     if test.is_file():
-        for lineno, row in _jsonl_rows(test):
+        for lineno, row in jsonl_rows(test):
             where = f"{test}:{lineno}"
             test_id = _field(row, "id", (int, str), where, "a test caption id like 17")
             builder.add_test(str(test_id), _field(row, "caption", (str,), where, "the caption string"), where)
