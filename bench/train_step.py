@@ -67,7 +67,8 @@ def setup(args):
     data = read_cache(args.embeddings)
     cfg = replace(resolve(overrides, gpu), cache=data.info)
     facts = setup_runtime(cfg)
-    images, valid, _ = load_or_build_image_cache(args.embeddings, data.image_paths, 64, print)
+    images, valid, _ = load_or_build_image_cache(args.embeddings, data.image_paths, 64, print,
+                                                 dataset_name=data.info.dataset_name)
     sampler = BatchSampler(data.caption_image, valid, cfg.batch_size, cfg.seed)
     return cfg, data, images, sampler, facts
 

@@ -1,8 +1,9 @@
 """The uint8 image cache: every image of an embedding cache decoded and resized ONCE, next to it.
 
-    images, valid, note = load_or_build_image_cache("cache/flowers-minilm.h5", image_paths, size=64)
+    images, valid, path = load_or_build_image_cache("cache/flowers-minilm.h5", image_paths, 64, dataset_name="flowers")
 
-File `<cache stem>.images64.h5` beside the embedding cache:
+File `<dataset>-<paths hash>.images64.h5` beside the embedding cache, so every encoder's cache of the same
+images (flowers-minilm.h5, flowers-tfidf.h5, ...) shares one image cache:
     images  [M, s, s, 3] uint8   row i for the embedding cache's images/path[i] (zeros where invalid)
     valid   [M] bool             False for missing/corrupt images (masked out of training)
     attrs   paths_hash (sha256 of size + paths), size, num_images, num_invalid, skipped (summary), complete
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,9 +24,11 @@ import numpy as np
 FORMAT = 1
 
 
-def image_cache_path(embedding_cache: str | os.PathLike, size: int = 64) -> Path:
+def image_cache_path(embedding_cache: str | os.PathLike, image_paths: Sequence[str], size: int = 64,
+                     dataset_name: str = "") -> Path:
     p = Path(embedding_cache)
-    return p.with_name(f"{p.stem}.images{size}.h5")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset_name).strip("-.") or p.stem
+    return p.with_name(f"{stem}-{paths_hash(list(image_paths), size)[:12]}.images{size}.h5")
 
 
 def paths_hash(paths: Sequence[str], size: int) -> str:
@@ -58,12 +62,12 @@ def _write(path: Path, images: np.ndarray, valid: np.ndarray, digest: str, size:
 
 
 def load_or_build_image_cache(embedding_cache: str | os.PathLike, image_paths: Sequence[str], size: int = 64,
-                              log: Callable[[str], None] = print, progress: bool = True):
+                              log: Callable[[str], None] = print, progress: bool = True, dataset_name: str = ""):
     """Returns (images uint8 [M, s, s, 3], valid bool [M], path of the image cache)."""
     from tools.dataset import SkipReport
     from tools.images import decode_images
 
-    path = image_cache_path(embedding_cache, size)
+    path = image_cache_path(embedding_cache, image_paths, size, dataset_name)
     digest = paths_hash(list(image_paths), size)
     found = _read(path, digest, size) if path.exists() else None
     if found is not None:

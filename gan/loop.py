@@ -137,7 +137,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
     log(f"cache: {cfg.cache.path} | encoder {cfg.cache.encoder} | dim {cfg.cache.dim} | "
         f"{cfg.cache.num_captions} captions | {cfg.cache.num_images} images")
     images, valid, image_cache = load_or_build_image_cache(cfg.cache.path, data.image_paths, IMAGE_SIZE, log,
-                                                           progress=echo)
+                                                           progress=echo, dataset_name=cfg.cache.dataset_name)
     sampler = BatchSampler(data.caption_image, valid, cfg.batch_size, cfg.seed, cfg.caption_mean_k)
     conditions, vocab = conditions_for(cfg, data, run_dir, bool(resume_dir))
     total = total_steps(cfg, sampler.num_images)

@@ -65,30 +65,38 @@ def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corru
     return out
 
 
-def test_image_cache_masks_corrupt_images_and_is_reused(tmp_path):
-    from gan.image_cache import image_cache_path, load_or_build_image_cache
+def test_image_cache_masks_corrupt_images_and_is_shared_and_reused(tmp_path):
     from gan.data import read_cache
+    from gan.image_cache import image_cache_path, load_or_build_image_cache, paths_hash
 
     cache = make_cache(tmp_path, n_images=4, corrupt=2)
     data = read_cache(cache)
     lines = []
-    images, valid, path = load_or_build_image_cache(cache, data.image_paths, 64, lines.append, progress=False)
-    assert path == image_cache_path(cache) and path.name == "tiny-flowers-testhash.images64.h5"
+    images, valid, path = load_or_build_image_cache(cache, data.image_paths, 64, lines.append, progress=False,
+                                                    dataset_name="tiny-flowers")
+    assert path == image_cache_path(cache, data.image_paths, 64, "tiny-flowers") and path.parent == cache.parent
+    assert path.name == f"tiny-flowers-{paths_hash(data.image_paths, 64)[:12]}.images64.h5"
     assert images.shape == (4, 64, 64, 3) and images.dtype == np.uint8
     assert valid.tolist() == [True, True, False, True]
     assert images[0, 0, 0].tolist() == list(COLORS[0]) and images[2].max() == 0
     assert any("1 corrupt image" in line for line in lines)
-    # second use: read back, not decoded again
+    # second use, here from another encoder's cache of the same images: read back, not decoded again
+    other = make_cache(tmp_path, n_images=4, corrupt=2, spec="otherhash")
     lines.clear()
-    images2, valid2, _ = load_or_build_image_cache(cache, data.image_paths, 64, lines.append, progress=False)
-    assert np.array_equal(images, images2) and np.array_equal(valid, valid2)
+    images2, valid2, path2 = load_or_build_image_cache(other, read_cache(other).image_paths, 64, lines.append,
+                                                       progress=False, dataset_name="tiny-flowers")
+    assert path2 == path and np.array_equal(images, images2) and np.array_equal(valid, valid2)
     assert lines and "1 masked out" in lines[0] and "decoded" not in lines[0]
-    # other paths (moved dataset): hash differs -> rebuilt
+    # other paths (moved dataset, other size): another file; a damaged file is rebuilt
+    subset = data.image_paths[:3]
+    assert image_cache_path(cache, subset, 64, "tiny-flowers") != path != image_cache_path(cache, subset, 32)
+    with h5py.File(path, "r+") as f:
+        f.attrs["complete"] = False
     lines.clear()
-    load_or_build_image_cache(cache, data.image_paths[:3], 64, lines.append, progress=False)
+    load_or_build_image_cache(cache, data.image_paths, 64, lines.append, progress=False, dataset_name="tiny-flowers")
     assert any("rebuilding" in line for line in lines)
     with h5py.File(path) as f:
-        assert f["images"].shape == (3, 64, 64, 3)
+        assert f["images"].shape == (4, 64, 64, 3) and f.attrs["complete"]
 
 
 def test_sampler_is_keyed_by_step_and_mismatches_images():
