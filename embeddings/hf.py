@@ -13,6 +13,7 @@ transformers is imported only inside the builders (it sets TF_USE_LEGACY_KERAS f
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -26,6 +27,17 @@ OPTIONS = {
     "normalize": Option(True, "L2-normalise each vector"),
 }
 PIP_TRANSFORMERS = "'transformers>=4.57,<5' tf-keras==2.21.0"
+
+
+class _DropTfDeprecation(logging.Filter):
+    """transformers 4.57 warns on every TF model that its TF classes go away in v5. We pin <5 on purpose
+    (5.x has no TF classes; see README), so that line is noise on every precompute/generate run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "TensorFlow and JAX classes are deprecated" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_tf_utils").addFilter(_DropTfDeprecation())
 
 
 def _find(source: str, filename: str) -> str | None:

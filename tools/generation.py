@@ -117,8 +117,9 @@ class GenerationReport:
 
     def summary(self) -> str:
         rate = len(self.files) / max(self.seconds, 1e-9)
-        return (f"wrote {len(self.files)} images to {self.files[0].parent if self.files else '-'} in "
-                f"{self.seconds:.1f} s ({rate:.1f} images/s; checkpoint step {self.step}; vectors: "
+        n = len(self.files)
+        return (f"wrote {n} image{'s' if n != 1 else ''} to {self.files[0].parent if self.files else '-'} in "
+                f"{self.seconds:.1f} s ({rate:.1f} images/s including model loading; checkpoint step {self.step}; vectors: "
                 f"{self.reused} from the cache, {self.encoded} encoded)" + (f"; grid: {self.grid}" if self.grid else ""))
 
 
