@@ -8,7 +8,7 @@
 (a) minilm: our GAN on the MiniLM cache   (b) tfidf: our GAN on the TF-IDF cache
 (c) ta80: the course baseline (--arch ta80: dense G/D, GRU text encoder trained in the loop on raw captions)
 Same budget and seed for each, evaluated on the set's held-out test captions (tools/evaluate.py --run); one
-table with the real-data reference beside it, written to bench/results/quality-<date>.md and .json.
+table with the real-data reference beside it, written to bench/results/quality-<date>.md, .json and a bar chart .png.
 Runs and the reuse record (comparison.json) live in --out: an interrupted benchmark continues where it stopped.
 """
 from __future__ import annotations
@@ -132,12 +132,16 @@ def main(argv=None) -> int:
               "; ".join(f"{a} = `{info['run_dir']}`" for a, info in arms_info.items()) + "\n\n")
     args.results.mkdir(parents=True, exist_ok=True)
     md, js = args.results / f"quality-{date}.md", args.results / f"quality-{date}.json"
+    png = args.results / f"quality-{date}.png"
+    from tools.evaluation.compare_report import chart
+
+    chart(state, png)
     md.write_text(header + text + "\n", encoding="utf-8")
     js.write_text(json.dumps({"date": date, "data": str(args.data), "budget": train, "n_per_caption": args.n_per_caption,
                               "arms": arms_info, "table": records,
                               "metrics": {a: state["arms"][a].get("metrics") for a in ARMS}}, indent=2) + "\n")
     print(text)
-    print(f"wrote {md} and {js}")
+    print(f"wrote {md}, {js} and {png}")
     return 0
 
 
