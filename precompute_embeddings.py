@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tools.errors import UserError, add_repo_to_path, run_cli
+from tools.errors import UserError, run_cli
 
-add_repo_to_path(__file__)
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = "data/synthetic-flowers"  # relative to the repository root; generated on first use

@@ -16,9 +16,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tools.errors import add_repo_to_path, run_cli  # noqa: E402
+from tools.errors import run_cli  # noqa: E402
 
-add_repo_to_path(__file__)
 
 EXAMPLES = __doc__.split("\n\n")[1]
 

@@ -104,7 +104,6 @@ def bench_a_b(cfg, data, images, sampler, args) -> tuple[float, float]:
 
 def bench_c(cfg, data, images, sampler, args) -> float:
     """MiniLM on each batch's raw captions, then the same kind of step (built for 384-d if the cache is not)."""
-    import numpy as np
     import tensorflow as tf
 
     from embeddings.registry import get_encoder

@@ -89,10 +89,6 @@ def canonical_spec(family: str, arg: str, options: dict[str, Any], declared: dic
     return spec
 
 
-def options_help(declared: dict[str, Option]) -> str:
-    return "&".join(f"{k}={'|'.join(o.choices) if o.choices else o.default}" for k, o in declared.items())
-
-
 def require(module: str, pip: str, who: str):
     """Import an optional package or raise one line naming the `pip install` that fixes it."""
     try:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.errors import UserError, add_repo_to_path, run_cli  # noqa: E402
+from tools.errors import UserError, run_cli  # noqa: E402
 
-add_repo_to_path(__file__)
 
 EXAMPLES = """examples:
   # the encoder question on the synthetic flowers: 30 CPU minutes per encoder, then tables and a chart

@@ -25,16 +25,3 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         sys.exit(130)
     sys.exit(code or 0)
 
-
-def add_repo_to_path(script_file: str) -> None:
-    """Let `python tools/x.py` import the project packages (tools/, cache/, ...) without installing."""
-    from pathlib import Path
-
-    root = str(Path(script_file).resolve().parent)
-    while root and not (Path(root) / "pyproject.toml").exists():
-        parent = str(Path(root).parent)
-        if parent == root:
-            return
-        root = parent
-    if root not in sys.path:
-        sys.path.insert(0, root)

@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.errors import UserError, add_repo_to_path, run_cli  # noqa: E402
+from tools.errors import UserError, run_cli  # noqa: E402
 
-add_repo_to_path(__file__)
 
 EXAMPLES = """examples:
   # images made by generate.py for the synthetic set's 819 test captions, R-precision included

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.errors import add_repo_to_path, run_cli  # noqa: E402
+from tools.errors import run_cli  # noqa: E402
 
-add_repo_to_path(__file__)
 
 EXAMPLES = """examples:
   # the default set used by `make demo` (8000 images, 819 test captions)
