@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.evaluation.compare import fit_softmax, linear_probe, run_speed
+from tools.evaluation.compare import run_speed
+from tools.evaluation.probe import fit_softmax, linear_probe
 
 ENCODERS = ["tfidf", "tfidf?max_tokens=16"]
 TINY = ["--steps", "2", "--preset", "cpu", "--set", "ngf=8", "--set", "ndf=8", "--set", "batch_size=4",
@@ -129,7 +130,9 @@ def test_json_holds_the_numbers(compared):
         m = entry["metrics"]
         assert m["n_captions"] == 20 and m["n_images"] == 40
         assert 0.0 <= m["attribute_accuracy"]["mean"] <= 1.0 and m["fid"] > 0
-        assert m["r_precision"]["value"] is None and "matcher needs" in m["r_precision"]["why"]
+        for key in ("r_precision", "r_precision_shared"):  # 40 images: neither matcher can train, both say why
+            assert m[key]["value"] is None and "matcher needs" in m[key]["why"]
+        assert m["metrics_version"] == entry["eval"]["metrics_version"] == 2
         for a in ("petal_color", "center_color", "petal_count", "petal_shape"):
             assert 0.0 <= entry["probe"][a]["accuracy"] <= 1.0 and entry["probe"][a]["n_test"] > 0
     # tfidf sees the words: the count word and the shape word alone decide those attributes

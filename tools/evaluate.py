@@ -10,8 +10,12 @@ RUN_DIR/metrics.json. --images evaluates a folder you generated yourself.
 Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.png|jpg` (k-th noise sample),
 matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
 synthetic set's test_captions.jsonl; rows without attributes are parsed from their text), writes
-metrics.json and prints a table. The attribute classifier (and, with --cache, the R-precision matcher)
-train on first use (~2 min each on 2 cores) and are cached under cache/.
+metrics.json and prints a table. The attribute classifier, and with --cache (or --dataset) the R-precision
+matchers, train on first use (~2-5 min each on 2 cores) and are cached under cache/.
+
+Real reference: a synthetic-flowers dataset's labelled images; for any other dataset its own images (the
+cache's images/path, read through the shared image cache), with the attribute rows left out. R-precision is
+given by the dataset's shared judge (comparable across encoders) and by the cache's own matcher.
 """
 from __future__ import annotations
 
@@ -49,9 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--n-per-caption", type=int, default=2, help="with --run: noise samples per caption (default 2; "
                    "diversity needs >= 2)")
     g.add_argument("--captions", type=Path, help="JSONL {id, caption, named attributes} (default: DATASET/test_captions.jsonl)")
-    g.add_argument("--dataset", type=Path, help="synthetic-flowers folder: real reference images and default captions "
-                                                "(default reference: the classifier's own held-out flowers)")
-    g.add_argument("--cache", type=Path, help="embedding cache (.h5) the GAN trained on; enables R-precision")
+    g.add_argument("--dataset", type=Path, help="dataset folder: its images are the real reference (labelled when "
+                   "it is a synthetic-flowers folder, whose test_captions.jsonl is then the default captions); "
+                   "default: the cache's dataset, else the classifier's own held-out flowers")
+    g.add_argument("--cache", type=Path, help="embedding cache (.h5) the GAN trained on: enables R-precision, and its "
+                   "images are the real reference of a dataset without attribute labels")
     g.add_argument("--out", type=Path, help="metrics JSON to write (default: IMAGES/metrics.json)")
     o = p.add_argument_group("options")
     o.add_argument("--inception-weights", type=Path, help="InceptionV3 .h5 weights: adds IS/FID in InceptionV3 space")

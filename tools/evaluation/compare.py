@@ -1,6 +1,6 @@
-"""Encoder comparison: a linear probe of the caption vectors, and one fixed-budget GAN run per arm, evaluated.
+"""Encoder comparison: a linear probe of the caption vectors (probe.py), and one fixed-budget GAN run per arm, evaluated.
 
-    from tools.evaluation.compare import Arm, Plan, run_comparison, linear_probe
+    from tools.evaluation.compare import Arm, Plan, run_comparison
     state = run_comparison([Arm("minilm", "minilm"), Arm("tfidf", "tfidf")], Plan(dataset, Path("runs/cmp"),
                            train={"minutes": 30}))
     state["arms"]["tfidf"]["metrics"]["attribute_accuracy"]["mean"]
@@ -22,100 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from tools.errors import UserError
+from tools.evaluation.probe import PROBE_IMAGES, PROBE_ITERATIONS, PROBE_L2, probe_attributes, read_attributes
 
 STATE = "comparison.json"
-PROBE_IMAGES = 2000  # images whose captions the probe reads (80% train, 20% held out, split by image)
-PROBE_ITERATIONS = 300  # full-batch Adam steps
-PROBE_LR = 0.05
-PROBE_L2 = 1e-3  # weight decay on W; keeps separable data (one-hot codes) from diverging
 # options that change neither the trained weights nor the budget: a run differing only here is reused
 COSMETIC = ("embeddings", "run_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
             "num_sample_captions", "num_sample_z")
-
-
-# --- linear probe -----------------------------------------------------------------------------------------------
-def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, *, iterations: int = PROBE_ITERATIONS,
-                lr: float = PROBE_LR, l2: float = PROBE_L2) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression by full-batch Adam from zero weights (deterministic): W [D, C], b [C].
-
-    Minimises mean cross-entropy(softmax(x W + b), y) + l2/2 ||W||²; x: float32 [N, D] (standardise it first).
-    """
-    x = np.asarray(x, np.float32)
-    onehot = np.eye(n_classes, dtype=np.float32)[y]  # [N, C]
-    params = [np.zeros((x.shape[1], n_classes), np.float32), np.zeros(n_classes, np.float32)]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    for t in range(1, iterations + 1):
-        logits = x @ params[0] + params[1]  # [N, C]
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        g = (p / p.sum(1, keepdims=True) - onehot) / len(x)  # d loss / d logits
-        grads = [x.T @ g + l2 * params[0], g.sum(0)]
-        for i, gr in enumerate(grads):
-            m[i] = 0.9 * m[i] + 0.1 * gr
-            v[i] = 0.999 * v[i] + 0.001 * gr * gr
-            params[i] -= lr * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
-    return params[0], params[1]
-
-
-def linear_probe(vectors: np.ndarray, labels, groups, n_classes: int | None = None, *, seed: int = 0,
-                 train_fraction: float = 0.8, **fit) -> dict:
-    """Held-out accuracy of a softmax classifier reading `labels` [N] from `vectors` [N, D].
-
-    Rows are split by `groups` [N] (an image's captions all land on one side), seeded; features are
-    standardised with the train rows' mean and spread. Returns accuracy, majority (the share of the
-    most common train label in the held-out rows: what ignoring the vector scores), n_train, n_test.
-    """
-    x, y, groups = np.asarray(vectors, np.float32), np.asarray(labels, np.int64), np.asarray(groups)
-    n_classes = n_classes or int(y.max()) + 1
-    unique = np.random.default_rng(seed).permutation(np.unique(groups))
-    train = np.isin(groups, unique[: int(round(train_fraction * len(unique)))])
-    if train.all() or not train.any():
-        return {"accuracy": None, "majority": None, "n_train": int(train.sum()), "n_test": int((~train).sum()),
-                "why": f"{len(unique)} images: too few to split into train and held-out"}
-    mu, sd = x[train].mean(0), x[train].std(0)
-    x = (x - mu) / np.where(sd > 1e-8, sd, 1.0)
-    w, b = fit_softmax(x[train], y[train], n_classes, **fit)
-    pred = np.argmax(x[~train] @ w + b, axis=1)
-    majority = np.bincount(y[train], minlength=n_classes).argmax()
-    return {"accuracy": float(np.mean(pred == y[~train])), "majority": float(np.mean(y[~train] == majority)),
-            "n_train": int(train.sum()), "n_test": int((~train).sum())}
-
-
-def read_attributes(dataset_root) -> dict[str, dict] | None:
-    """image_id -> {attribute: value} from DATASET/attributes.jsonl (synthetic flowers); None when absent."""
-    path = Path(dataset_root) / "attributes.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["image_id"]: r for r in rows}
-
-
-def probe_attributes(cache_path, attributes: dict[str, dict], *, seed: int = 0, max_images: int = PROBE_IMAGES) -> dict:
-    """Per attribute, the linear probe over the captions that name it (tools.synthetic.parse_caption), labelled
-    with their image's true value; `max_images` seeded images of the cache. {attribute: probe, "mean": float}."""
-    from cache.reader import EmbeddingCache
-    from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES, value_index
-    from tools.synthetic import parse_caption
-
-    with EmbeddingCache.open(cache_path) as cache:
-        ids, texts, owner = cache.image_ids(), cache.texts(), cache.image_index()
-        labelled = np.array([i for i, image_id in enumerate(ids) if image_id in attributes], np.int64)
-        picked = np.random.default_rng(seed).permutation(labelled)[:max_images]
-        rows = np.flatnonzero(np.isin(owner, picked))  # caption rows of the picked images
-        vectors = cache.embeddings(rows)  # [R, D]
-    parsed = [parse_caption(texts[r]) for r in rows]
-    out = {}
-    for a in ATTRIBUTES:
-        sel = np.array([k for k, named in enumerate(parsed) if a in named], np.int64)
-        labels = [value_index(a, attributes[ids[owner[rows[k]]]][a]) for k in sel]
-        if len(sel) == 0:
-            out[a] = {"accuracy": None, "why": "no caption names it"}
-            continue
-        out[a] = linear_probe(vectors[sel], labels, owner[rows[sel]], len(ATTRIBUTE_VALUES[a]), seed=seed)
-    scored = [out[a]["accuracy"] for a in ATTRIBUTES if out[a]["accuracy"] is not None]
-    out["mean"] = float(np.mean(scored)) if scored else None
-    out["settings"] = {"seed": seed, "max_images": max_images, "iterations": PROBE_ITERATIONS, "l2": PROBE_L2}
-    return out
 
 
 # --- runs -------------------------------------------------------------------------------------------------------
@@ -307,8 +219,10 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
     run = run.resolve()
     entry.update(run_dir=str(run), **run_speed(run))
     save()
+    from tools.evaluation.report import METRICS_VERSION
+
     key = {"run_dir": str(run), "step": checkpoint_step(run), "n_per_caption": plan.n_per_caption,
-           "seed": plan.seed, "captions": str(captions) if captions else None}
+           "seed": plan.seed, "captions": str(captions) if captions else None, "metrics_version": METRICS_VERSION}
     if entry.get("eval") == key and entry.get("metrics"):
         say(f"evaluate: reused metrics of step {key['step']}")
     else:
@@ -367,10 +281,13 @@ def metric_rows(entry: dict, synthetic: bool) -> list[tuple[str, float | None, f
         acc, ceiling = m.get("attribute_accuracy") or {}, m.get("attribute_ceiling") or {}
         rows += [(f"{a} accuracy", (acc.get(a) or {}).get("accuracy"), ceiling.get(a)) for a in ATTRIBUTES]
         rows.append(("mean attribute accuracy", acc.get("mean"), _mean(ceiling.get(a) for a in ATTRIBUTES)))
-    rp, div = m.get("r_precision") or {}, m.get("diversity") or {}
+    rp, shared, div = m.get("r_precision") or {}, m.get("r_precision_shared") or {}, m.get("diversity") or {}
     rows += [("FID", m.get("fid"), m.get("fid_floor")), ("IS", m.get("is"), m.get("is_real")),
-             # each cache trains its own matcher, so real R-precision is a row of its own, not one reference
-             ("R-precision", rp.get("value"), None), ("R-precision of real images", rp.get("real"), None),
+             # one judge per dataset: its real-image score is the reference of every arm
+             ("R-precision, shared judge", shared.get("value"), shared.get("real")),
+             # one matcher per cache: its real-image score is a row of its own, not one reference
+             ("R-precision, cache matcher", rp.get("value"), None),
+             ("R-precision of real images, cache matcher", rp.get("real"), None),
              ("diversity", div.get("feature"), div.get("feature_real")),
              ("steps reached", entry.get("steps"), None), ("ms/step", entry.get("ms_per_step"), None)]
     return rows
@@ -386,4 +303,4 @@ def summary_line(entry: dict, synthetic: bool) -> str:
     mean = "mean attribute accuracy"
     parts = [f"{mean} {_fmt(rows[mean])}"] if mean in rows else []
     return " | ".join(parts + [f"FID {_fmt(rows['FID'], 2)}", f"IS {_fmt(rows['IS'], 1)}",
-                               f"R-precision {_fmt(rows['R-precision'])}", f"{entry.get('steps')} steps"])
+                               f"R-precision {_fmt(rows['R-precision, shared judge'])}", f"{entry.get('steps')} steps"])

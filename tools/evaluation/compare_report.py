@@ -32,12 +32,15 @@ def markdown(state: dict) -> str:
     real = _real_rows(state)
     lines.append("| real reference | | " + " | ".join(_f(r, digits.get(label, 3)) for label, _, r in real) + " |")
     lines += ["", "Real reference: attribute rows = the attribute classifier's held-out accuracy (the ceiling); "
-              "FID = two disjoint real sets (the floor); IS, diversity = the same metric on real images. R-precision "
-              "reads images through a matcher trained on each encoder's cache: compare it with that encoder's own "
-              "'R-precision of real images'."]
+              "FID = two disjoint real sets (the floor); IS, diversity = the same metric on real images. "
+              "R-precision, shared judge: one image-text matcher per dataset with a text encoder of its own, the same "
+              "for every encoder (compare these across encoders; its reference is real images' score). R-precision, "
+              "cache matcher: a matcher trained on each encoder's own cached vectors: compare it only with that "
+              "encoder's own 'R-precision of real images, cache matcher'."]
     if not synthetic:
-        lines.append("No attributes in this dataset: FID and IS are measured in the synthetic-flower classifier's "
-                     "feature space against its synthetic reference, so only differences between encoders mean anything.")
+        lines.append("No attribute labels in this dataset: FID and IS are measured in the synthetic-flower "
+                     "classifier's feature space against the dataset's own images; for the standard numbers "
+                     "evaluate with --inception-weights.")
     if synthetic:
         lines += ["", "## Linear probe: held-out accuracy of a softmax regression on the caption vectors alone", "",
                   "| encoder | " + " | ".join(ATTRIBUTES) + " | mean | majority class |", "|---" * 7 + "|"]
@@ -90,16 +93,12 @@ def chart(state: dict, path: Path) -> None:
             ax.set_title(title, fontsize=10)
             ax.legend(fontsize=8, loc="lower right")
     else:
-        labels = ("R-precision", "FID", "IS", "diversity")
+        labels = ("R-precision, shared judge", "FID", "IS", "diversity")
         fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
         for ax, label in zip(axes, labels):
             ax.bar(range(len(names)), [nan(dict((lb, v) for lb, v, _ in rows[n])[label]) for n in names],
                    color=colors)
             ref = dict((lb, r) for lb, _, r in real)[label]
-            if label == "R-precision":  # each encoder's matcher has its own real-image score
-                own = [nan(dict((lb, v) for lb, v, _ in rows[n])["R-precision of real images"]) for n in names]
-                ax.scatter(range(len(names)), own, marker="_", s=900, c="k", label="real images, own matcher")
-                ax.legend(fontsize=8)
             if ref is not None:
                 ax.axhline(ref, color="k", ls="--", lw=1, label="real reference")
                 ax.legend(fontsize=8)

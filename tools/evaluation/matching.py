@@ -1,22 +1,26 @@
 """R-precision (AttnGAN, Xu et al. 2018): does an image rank its own caption first among 100 candidates?
 
-The scorer is a small image–text matcher trained on the dataset's real pairs, over the cached text vectors
-(so it reads text exactly as the GAN does): image CNN -> 128-d, text MLP on the cached vector -> 128-d,
-symmetric contrastive (InfoNCE, CLIP-style) loss. Trained once per embedding cache (keyed by the cache
-fingerprint) and saved under cache/matcher/<fingerprint>/:
+The scorer is a small image–text matcher trained on a dataset's real pairs: image CNN -> 128-d, text model ->
+128-d, symmetric contrastive (InfoNCE, CLIP-style) loss. Two text models exist, with one training recipe:
+
+- the **cache matcher** reads the cached text vectors (exactly what the GAN read): an MLP on the vector.
+  One per embedding cache (keyed by its fingerprint), under cache/matcher/<fingerprint[:16]>/. Its scores
+  compare only with its own real-image score, since every encoder gets a different judge.
+- the **shared matcher** (shared_matcher.py) reads the caption words with a text encoder of its own, learned
+  from the dataset's captions: one per dataset, the same judge for every encoder's GAN.
 
     matcher = load_or_train_matcher("cache/synthetic-flowers-minilm.h5")
     rp = r_precision(matcher.embed_images(images), matcher.embed_texts(vectors))
 
-Its R-precision on held-out real pairs (meta["r_precision_real"]) is the ceiling reported beside a
-generator's: a synthetic caption naming few attributes also fits other flowers, so even real images are
-not always ranked first.
+A matcher's R-precision on held-out real pairs (meta["r_precision_real"]) is reported beside a generator's:
+a synthetic caption naming few attributes also fits other flowers, so even real images are not always first.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -79,13 +83,14 @@ class Matcher:
                  for i in range(0, len(images), 256)]
         return np.concatenate(parts) if parts else np.zeros((0, EMBED_DIM), np.float32)
 
-    def embed_texts(self, vectors: np.ndarray) -> np.ndarray:
-        """float [N, D] cached text vectors -> float32 [N, 128], unit length."""
-        return np.asarray(self.text_model(np.asarray(vectors, np.float32), training=False))
+    def embed_texts(self, inputs: np.ndarray) -> np.ndarray:
+        """The text model's input [N, ...] (cached vectors [N, D]; token ids [N, L]) -> float32 [N, 128], unit length."""
+        parts = [np.asarray(self.text_model(inputs[i : i + 1024], training=False)) for i in range(0, len(inputs), 1024)]
+        return np.concatenate(parts) if parts else np.zeros((0, EMBED_DIM), np.float32)
 
 
-def build_models(text_dim: int):
-    """(image model [B, 64, 64, 3] -> [B, 128], text model [B, text_dim] -> [B, 128]), both L2-normalised."""
+def build_image_model():
+    """uint8-valued [B, 64, 64, 3] -> [B, 128], L2-normalised."""
     import keras
     from keras import layers
 
@@ -94,34 +99,52 @@ def build_models(text_dim: int):
     image = keras.Input((64, 64, 3))
     x = layers.Dense(256, activation="relu")(image_trunk(image))
     x = layers.UnitNormalization()(layers.Dense(EMBED_DIM)(x))
+    return keras.Model(image, x, name="match_image")
+
+
+def build_vector_text_model(text_dim: int):
+    """The cache matcher's text side: cached vector [B, text_dim] -> [B, 128], L2-normalised."""
+    import keras
+    from keras import layers
+
     text = keras.Input((text_dim,))
     t = layers.Dense(256, activation="relu")(text)
     t = layers.UnitNormalization()(layers.Dense(EMBED_DIM)(t))
-    return keras.Model(image, x, name="match_image"), keras.Model(text, t, name="match_text")
+    return keras.Model(text, t, name="match_text")
+
+
+def build_models(text_dim: int):
+    """(image model, cache-vector text model): the cache matcher's two halves."""
+    return build_image_model(), build_vector_text_model(text_dim)
 
 
 def train_matcher(
-    images: np.ndarray, vectors: np.ndarray, caption_image: np.ndarray,
+    images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, text_model=None,
     epochs: int = EPOCHS, seed: int = 0, log=print,
 ) -> Matcher:
     """Contrastive training on real pairs: each epoch pairs every image with one of its captions at random.
 
-    images: uint8 [M, 64, 64, 3]; vectors: [N, D] caption vectors; caption_image: [N] image row of each caption.
+    images: uint8 [M, 64, 64, 3]; texts: [N, ...] the text model's input per caption (float vectors [N, D] for
+    the default vector model); caption_image: [N] image row of each caption. `text_model` is built after the
+    seed is set when it is a callable (so its initial weights are seeded too); default: the vector MLP.
     """
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    image_model, text_model = build_models(vectors.shape[1])
+    if texts.dtype.kind == "f":
+        texts = texts.astype(np.float32, copy=False)
+    image_model = build_image_model()
+    text_model = (text_model or (lambda: build_vector_text_model(texts.shape[1])))()
     variables = image_model.trainable_variables + text_model.trainable_variables
     steps_per_epoch = len(images) // BATCH
     opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps_per_epoch, alpha=0.05))
 
     @tf.function
-    def step(img, vec):
+    def step(img, txt):
         with tf.GradientTape() as tape:
-            logits = LOGIT_SCALE * tf.matmul(image_model(img, training=True), text_model(vec, training=True), transpose_b=True)
+            logits = LOGIT_SCALE * tf.matmul(image_model(img, training=True), text_model(txt, training=True), transpose_b=True)
             labels = tf.range(tf.shape(logits)[0])  # [B, B]: pair i is the positive of row and column i
             ce = keras.losses.sparse_categorical_crossentropy
             loss = tf.reduce_mean(ce(labels, logits, from_logits=True) + ce(labels, tf.transpose(logits), from_logits=True)) / 2
@@ -135,12 +158,13 @@ def train_matcher(
         losses = []
         for rows in order:
             caps = [c[rng.integers(len(c))] for c in (by_image[r] for r in rows)]
-            losses.append(float(step(images[rows].astype(np.float32), vectors[caps].astype(np.float32))))
+            losses.append(float(step(images[rows].astype(np.float32), texts[caps])))
         dt = time.perf_counter() - t0
         log(f"matcher epoch {epoch + 1}/{epochs} | loss {np.mean(losses):.3f} | "
             f"{(epoch + 1) * order.size / dt:.0f} img/s | eta {dt / (epoch + 1) * (epochs - epoch - 1):.0f} s")
-    meta = {"version": VERSION, "text_dim": int(vectors.shape[1]), "epochs": epochs,
-            "train_seconds": round(time.perf_counter() - t0, 1)}
+    meta = {"version": VERSION, "epochs": epochs, "train_seconds": round(time.perf_counter() - t0, 1)}
+    if texts.dtype.kind == "f":
+        meta["text_dim"] = int(texts.shape[1])
     return Matcher(image_model, text_model, meta)
 
 
@@ -150,14 +174,34 @@ def _captions_by_image(caption_image: np.ndarray, n_images: int) -> list[np.ndar
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_images)]
 
 
-def real_r_precision(matcher: Matcher, images: np.ndarray, vectors: np.ndarray, caption_image: np.ndarray, seed: int = 0) -> float:
+def real_r_precision(matcher: Matcher, images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, seed: int = 0) -> float:
     """R-precision of real images with one random caption each (candidates: the other images' captions)."""
     rng = np.random.default_rng(seed)
     by_image = _captions_by_image(caption_image, len(images))
     has = [i for i, c in enumerate(by_image) if len(c)]
     caps = [by_image[i][rng.integers(len(by_image[i]))] for i in has]
     n = min(N_CANDIDATES, len(has))
-    return r_precision(matcher.embed_images(images[has]), matcher.embed_texts(vectors[caps]), n_candidates=n, seed=seed)
+    return r_precision(matcher.embed_images(images[has]), matcher.embed_texts(texts[caps]), n_candidates=n, seed=seed)
+
+
+def train_with_heldout(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray, where: str,
+                       text_model: Callable | None = None, epochs: int = EPOCHS, log=print) -> Matcher:
+    """Train on all but HELDOUT_IMAGES seeded images (with their captions); meta["r_precision_real"] is the
+    R-precision of those held-out real pairs. `where` names the data in the error for too few images."""
+    if len(images) < 2 * HELDOUT_IMAGES:
+        raise UserError(f"{where}: {len(images)} usable images; the R-precision matcher needs >= {2 * HELDOUT_IMAGES}")
+    perm = np.random.default_rng(0).permutation(len(images))
+    new_row = np.empty_like(perm)
+    new_row[perm] = np.arange(len(perm))
+    images, caption_image = images[perm], new_row[caption_image]
+    n_train = len(images) - HELDOUT_IMAGES
+    train = caption_image < n_train
+    log(f"matcher: training on {n_train} images / {int(train.sum())} captions")
+    matcher = train_matcher(images[:n_train], texts[train], caption_image[train], text_model, epochs=epochs, log=log)
+    real = real_r_precision(matcher, images[n_train:], texts[~train], caption_image[~train] - n_train)
+    matcher.meta.update(n_train_images=n_train, n_heldout_images=HELDOUT_IMAGES, r_precision_real=real)
+    log(f"matcher: held-out real R-precision {real:.3f} ({matcher.meta['train_seconds']:.0f} s)")
+    return matcher
 
 
 def caption_vectors(cache, texts: list[str]) -> np.ndarray:
@@ -173,50 +217,39 @@ def save_matcher(matcher: Matcher, directory: Path) -> None:
     (directory / META).write_text(json.dumps(matcher.meta, indent=2) + "\n")  # last: marks a complete save
 
 
-def load_matcher(directory: Path) -> Matcher | None:
-    """The saved matcher in `directory`, or None when absent or from another VERSION."""
-    meta_path = directory / META
+def load_matcher(directory: Path, text_model: Callable[[dict], object] | None = None,
+                 version: int = VERSION) -> Matcher | None:
+    """The saved matcher in `directory`, or None when absent or from another version. `text_model(meta)`
+    builds its text side (default: the cache-vector MLP of meta["text_dim"])."""
+    meta_path = Path(directory) / META
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    if meta.get("version") != VERSION:
+    if meta.get("version") != version:
         return None
-    image_model, text_model = build_models(meta["text_dim"])
-    image_model.load_weights(str(directory / IMAGE_WEIGHTS))
-    text_model.load_weights(str(directory / TEXT_WEIGHTS))
-    return Matcher(image_model, text_model, meta)
+    image_model = build_image_model()
+    text = (text_model or (lambda m: build_vector_text_model(m["text_dim"])))(meta)
+    image_model.load_weights(str(Path(directory) / IMAGE_WEIGHTS))
+    text.load_weights(str(Path(directory) / TEXT_WEIGHTS))
+    return Matcher(image_model, text, meta)
 
 
 def load_or_train_matcher(cache_path: str | Path, directory: str | Path | None = None, log=print) -> Matcher:
-    """The matcher for this embedding cache (cache/matcher/<fingerprint[:16]>/), trained there if missing."""
+    """The cache matcher of this embedding cache (cache/matcher/<fingerprint[:16]>/), trained there if missing."""
     from cache.reader import EmbeddingCache
-    from tools.images import load_rgb
+    from tools.evaluation.pairs import load_pairs
 
     with EmbeddingCache.open(cache_path) as cache:
         fingerprint = cache.fingerprint
-        target = Path(directory or DEFAULT_DIR) / fingerprint[:16]
-        matcher = load_matcher(target)
-        if matcher is not None:
-            return matcher
-        log(f"matcher: loading {cache.num_images} images of {cache_path} ...")
-        images = np.stack([load_rgb(p, 64) for p in cache.image_paths()])  # [M, 64, 64, 3]
-        vectors, caption_image = cache.embeddings(), cache.image_index()
-    if len(images) < 2 * HELDOUT_IMAGES:
-        raise UserError(f"{cache_path}: {len(images)} images; the R-precision matcher needs >= {2 * HELDOUT_IMAGES}")
-    # hold out the last HELDOUT_IMAGES of a seeded shuffle, with their captions
-    perm = np.random.default_rng(0).permutation(len(images))
-    new_row = np.empty_like(perm)
-    new_row[perm] = np.arange(len(perm))
-    images, caption_image = images[perm], new_row[caption_image]
-    n_train = len(images) - HELDOUT_IMAGES
-    train_caps = caption_image < n_train
-    log(f"matcher: training on {n_train} images / {int(train_caps.sum())} captions -> {target}")
-    matcher = train_matcher(images[:n_train], vectors[train_caps], caption_image[train_caps], log=log)
-    held = ~train_caps
-    matcher.meta.update(
-        fingerprint=fingerprint, cache=str(Path(cache_path).resolve()), n_train_images=n_train, n_heldout_images=HELDOUT_IMAGES,
-        r_precision_real=real_r_precision(matcher, images[n_train:], vectors[held], caption_image[held] - n_train),
-    )
+    target = Path(directory or DEFAULT_DIR) / fingerprint[:16]
+    matcher = load_matcher(target)
+    if matcher is not None:
+        return matcher
+    pairs = load_pairs(cache_path=cache_path, log=log)
+    with EmbeddingCache.open(cache_path) as cache:
+        vectors = cache.embeddings(pairs.caption_rows)  # [N, D] the captions of usable images
+    log(f"matcher: cache matcher for {cache_path} -> {target}")
+    matcher = train_with_heldout(pairs.images, vectors, pairs.caption_image, str(cache_path), log=log)
+    matcher.meta.update(fingerprint=fingerprint, cache=str(Path(cache_path).resolve()))
     save_matcher(matcher, target)
-    log(f"matcher: held-out real R-precision {matcher.meta['r_precision_real']:.3f} ({matcher.meta['train_seconds']:.0f} s)")
     return matcher

@@ -15,6 +15,14 @@ FID 5.0 vs floor 2.0 (K samples of one caption are not i.i.d.; with 819 images t
 between 4.3 and 7.3 over real subsets, so only larger gaps mean anything), IS 189 vs 194, R-precision 0.46
 vs 0.44, feature diversity 22.6 vs 22.8. Ignoring the text: accuracy 0.15-0.50 (chance), R-precision 0.01;
 a constant grey image: FID 2147, IS 1.0.
+
+The real reference is the synthetic set's own labelled images (a --dataset folder, or the cache's dataset
+when it holds attributes.jsonl); for any other dataset it is the dataset's own images (read through the
+cache's shared image cache), and the attribute rows are left out: there are no labels to judge them by.
+With neither, it is the attribute classifier's held-out synthetic flowers.
+
+R-precision comes twice: the cache matcher reads the GAN's own cached vectors (compare it with its own
+real-image score), the shared judge reads the words (one per dataset: comparable across encoders).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from tools.evaluation.fid import frechet_distance_from_activations, inception_sc
 from tools.evaluation.real_data import ATTRIBUTES, load_labelled_images, value_index
 
 REAL_LIMIT = 2000  # least real reference images decoded from a dataset folder (2x the generated count if more)
+METRICS_VERSION = 2  # bump when a metric's definition changes: tools/evaluation/compare re-evaluates older metrics
 
 
 def named_attributes(row: dict) -> dict:
@@ -62,8 +71,10 @@ def evaluate_images(
 
     images_by_id: caption id -> uint8 [K, 64, 64, 3] (K noise samples of that caption; other sizes resized).
     captions: caption id -> {"caption": text, and the attributes it names, e.g. "petal_color": "red"}.
-    dataset_dir: a synthetic-flowers folder for the real reference (default: the classifier's held-out set).
-    cache_path: the embedding cache the GAN trained on; enables R-precision (its matcher trains on first use).
+    dataset_dir: a dataset folder: a synthetic-flowers one labels the real reference; any other gives its
+    images as the reference and trains the shared R-precision judge when no cache is given.
+    cache_path: the embedding cache the GAN trained on; enables both R-precisions (matchers train on first use)
+    and gives the real reference for datasets without attribute labels.
     """
     ids = [i for i in images_by_id if len(images_by_id[i])]
     unknown = [i for i in ids if i not in captions]
@@ -80,34 +91,58 @@ def evaluate_images(
     clf = load_or_train(classifier_dir, log=log)
     # FID and IS are biased by sample size: the real set is split in two halves of (up to) the generated
     # count, so that the floor compares as many real images as the generated FID does
-    real, real_labels, real_source = _real_reference(dataset_dir, classifier_dir, max(real_limit, 2 * len(images)), seed)
+    ref = _real_reference(dataset_dir, cache_path, classifier_dir, max(real_limit, 2 * len(images)), seed, log)
+    real, real_labels = ref["images"], ref["labels"]
     feats, real_feats = clf.features(images), clf.features(real)
-
-    acc = attribute_accuracy(images, [named[c] for c in owner], clf)
-    scored = [v["accuracy"] for v in acc.values() if v["accuracy"] is not None]
     out = {
+        "metrics_version": METRICS_VERSION,
         "n_captions": len(ids), "n_images": len(images), "samples_per_caption": len(images) / len(ids),
-        "attribute_accuracy": {**acc, "mean": float(np.mean(scored)) if scored else None},
-        "attribute_ceiling": clf.meta["heldout_accuracy"],
+        **_attributes(images, named, owner, clf, labelled=real_labels is not None),
         **_fid_is(feats, clf.joint_probs(images), real_feats, clf.joint_probs(real), seed),
         "diversity": {**diversity(groups, clf.features),
-                      "feature_real": _real_diversity(named, groups, real_feats, real_labels, seed)},
-        "real_reference": {"source": real_source, "n": len(real)},
+                      "feature_real": None if real_labels is None else
+                      _real_diversity(named, groups, real_feats, real_labels, seed)},
+        "real_reference": {"source": ref["source"], "n": len(real), "labelled": real_labels is not None},
         "classifier": {k: clf.meta.get(k) for k in ("version", "data_seed", "n_train", "heldout_accuracy")},
     }
-    out["r_precision"] = _r_precision(ids, captions, images, owner, cache_path, matcher_dir, seed, log)
+    texts = [captions[i]["caption"] for i in ids]
+    out["r_precision"] = _r_precision(texts, images, owner, cache_path, matcher_dir, seed, log)
+    out["r_precision_shared"] = _r_precision_shared(texts, images, owner, cache_path, ref["dataset_dir"],
+                                                    matcher_dir, seed, log)
     if inception_weights:
         out["inception"] = _inception_metrics(inception_weights, images, real, seed)
     return out
 
 
-def _real_reference(dataset_dir, classifier_dir, limit: int, seed: int):
-    """(uint8 real images [R, 64, 64, 3], int64 labels [R, 4], description), from the folder or the classifier."""
-    if dataset_dir is not None:
-        real, labels = load_labelled_images(dataset_dir, limit=limit, seed=seed)
-        return real, labels, str(dataset_dir)
+def _attributes(images, named, owner, clf, labelled: bool) -> dict:
+    """Attribute accuracy and its ceiling; left out (None, with why) when the real data has no labels."""
+    if not labelled:
+        why = "not a synthetic-flowers dataset: no attribute labels to judge images by"
+        return {"attribute_accuracy": {**{a: {"accuracy": None, "count": 0} for a in ATTRIBUTES}, "mean": None,
+                                       "why": why},
+                "attribute_ceiling": None}
+    acc = attribute_accuracy(images, [named[c] for c in owner], clf)
+    scored = [v["accuracy"] for v in acc.values() if v["accuracy"] is not None]
+    return {"attribute_accuracy": {**acc, "mean": float(np.mean(scored)) if scored else None},
+            "attribute_ceiling": clf.meta["heldout_accuracy"]}
+
+
+def _real_reference(dataset_dir, cache_path, classifier_dir, limit: int, seed: int, log) -> dict:
+    """{"images": uint8 [R, 64, 64, 3], "labels": int64 [R, 4] or None, "source", "dataset_dir"}: the labelled
+    synthetic set when there is one, else the dataset's own images, else the classifier's held-out flowers."""
+    from tools.evaluation.pairs import load_pairs, reference_images, resolve_dataset_dir
+
+    labelled_dir = resolve_dataset_dir(dataset_dir, cache_path)
+    if labelled_dir is not None and (labelled_dir / "attributes.jsonl").is_file():
+        real, labels = load_labelled_images(labelled_dir, limit=limit, seed=seed)
+        return {"images": real, "labels": labels, "source": str(labelled_dir), "dataset_dir": labelled_dir}
+    if cache_path is not None or dataset_dir is not None:
+        pairs = load_pairs(cache_path=cache_path, dataset_dir=dataset_dir if cache_path is None else None, log=log)
+        real = reference_images(pairs, limit, seed)
+        return {"images": real, "labels": None, "dataset_dir": dataset_dir,
+                "source": f"{len(real)} of the {len(pairs.images)} images of {pairs.name} ({pairs.source})"}
     real, labels = heldout_images(classifier_dir)
-    return real, labels, "attribute classifier held-out set"
+    return {"images": real, "labels": labels, "source": "attribute classifier held-out set", "dataset_dir": None}
 
 
 def _sizes(n_gen: int, n_real: int, seed: int) -> tuple[int, slice, np.ndarray]:
@@ -150,12 +185,13 @@ def _real_diversity(named, groups, real_feats, real_labels, seed: int) -> float 
     return float(np.mean(values)) if values else None
 
 
-def _r_precision(ids, captions, images, owner, cache_path, matcher_dir, seed, log) -> dict:
-    """R-precision of every image against its caption and up to 99 other captions of the set."""
+def _r_precision(texts, images, owner, cache_path, matcher_dir, seed, log) -> dict:
+    """R-precision through the cache matcher (reads the GAN's cached vectors): every image against its
+    caption and up to 99 other captions of the set."""
     if cache_path is None:
         return {"value": None, "why": "no embedding cache given (--cache): the matcher reads the GAN's text vectors"}
     from cache.reader import EmbeddingCache
-    from tools.evaluation.matching import N_CANDIDATES, caption_vectors, load_or_train_matcher, r_precision
+    from tools.evaluation.matching import caption_vectors, load_or_train_matcher
 
     try:
         matcher = load_or_train_matcher(cache_path, matcher_dir, log=log)
@@ -163,9 +199,29 @@ def _r_precision(ids, captions, images, owner, cache_path, matcher_dir, seed, lo
         log(f"R-precision skipped: {e}")
         return {"value": None, "why": str(e)}
     with EmbeddingCache.open(cache_path) as cache:
-        vectors = caption_vectors(cache, [captions[i]["caption"] for i in ids])  # [C, D]
-    n = min(N_CANDIDATES, len(ids))
-    value = r_precision(matcher.embed_images(images), matcher.embed_texts(vectors), owner, n_candidates=n, seed=seed)
+        vectors = caption_vectors(cache, texts)  # [C, D]
+    return _score(matcher, matcher.embed_texts(vectors), images, owner, seed)
+
+
+def _r_precision_shared(texts, images, owner, cache_path, dataset_dir, matcher_dir, seed, log) -> dict:
+    """R-precision through the dataset's shared judge (reads the words; the same for every encoder)."""
+    if cache_path is None and dataset_dir is None:
+        return {"value": None, "why": "no real pairs to train the shared judge: give --cache or --dataset"}
+    from tools.evaluation.shared_matcher import load_or_train_shared_matcher
+
+    try:
+        judge = load_or_train_shared_matcher(cache_path, dataset_dir, matcher_dir, log=log)
+    except UserError as e:
+        log(f"shared R-precision skipped: {e}")
+        return {"value": None, "why": str(e)}
+    return {**_score(judge, judge.embed_captions(texts), images, owner, seed), "judge": judge.meta["pairs_key"][:16]}
+
+
+def _score(matcher, text_emb, images, owner, seed) -> dict:
+    from tools.evaluation.matching import N_CANDIDATES, r_precision
+
+    n = min(N_CANDIDATES, len(text_emb))
+    value = r_precision(matcher.embed_images(images), text_emb, owner, n_candidates=n, seed=seed)
     return {"value": value, "real": matcher.meta["r_precision_real"], "n_candidates": n}
 
 
@@ -193,14 +249,16 @@ def _fmt(v, digits=3) -> str:
 def format_table(m: dict) -> str:
     """The metrics as an aligned text table: metric | generated | real reference."""
     rows = [("metric", "generated", "real reference")]
-    for a in ATTRIBUTES:
-        acc = m["attribute_accuracy"][a]
-        rows.append((f"{a} accuracy (n={acc['count']})", _fmt(acc["accuracy"]), _fmt(m["attribute_ceiling"][a]) + " ceiling"))
-    rows.append(("mean attribute accuracy", _fmt(m["attribute_accuracy"]["mean"]), ""))
+    if m["attribute_ceiling"] is not None:  # labelled (synthetic) data only
+        for a in ATTRIBUTES:
+            acc = m["attribute_accuracy"][a]
+            rows.append((f"{a} accuracy (n={acc['count']})", _fmt(acc["accuracy"]), _fmt(m["attribute_ceiling"][a]) + " ceiling"))
+        rows.append(("mean attribute accuracy", _fmt(m["attribute_accuracy"]["mean"]), ""))
     rows.append(("FID, classifier features", _fmt(m["fid"], 2), _fmt(m["fid_floor"], 2) + " floor"))
     rows.append(("IS, 224 attribute combinations", _fmt(m["is"], 1), _fmt(m["is_real"], 1)))
-    rp = m["r_precision"]
-    rows.append((f"R-precision (1 of {rp.get('n_candidates', 100)})", _fmt(rp["value"]), _fmt(rp.get("real"))))
+    for key, label in (("r_precision_shared", "shared judge"), ("r_precision", "cache matcher")):
+        rp = m.get(key) or {"value": None}
+        rows.append((f"R-precision, {label} (1 of {rp.get('n_candidates', 100)})", _fmt(rp["value"]), _fmt(rp.get("real"))))
     d = m["diversity"]
     rows.append((f"diversity, features ({d['captions']} captions)", _fmt(d["feature"], 2), _fmt(d["feature_real"], 2)))
     rows.append(("diversity, pixels (RMS)", _fmt(d["pixel"]), ""))
@@ -212,4 +270,6 @@ def format_table(m: dict) -> str:
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}".rstrip() for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     note = f"{m['n_captions']} captions x {m['samples_per_caption']:.3g} samples; real reference: {m['real_reference']['source']}"
+    if m["attribute_ceiling"] is None:
+        note += "\nno attribute rows: " + m["attribute_accuracy"]["why"]
     return "\n".join(lines + [note])
