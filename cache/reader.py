@@ -34,6 +34,18 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
+def open_hdf5(path: Path, mode: str, **kw) -> h5py.File:
+    """h5py.File, with a file locked by another process turned into a one-line UserError (HDF5 locks a file
+    open for writing; its own message reads like damage)."""
+    try:
+        return h5py.File(path, mode, **kw)
+    except OSError as e:
+        if "unable to lock file" in str(e):
+            raise UserError(f"{path} is open in another process (a precompute_embeddings.py still writing it?): "
+                            "wait for that process or stop it (a stopped build resumes), then run this again") from None
+        raise
+
+
 def _rebuild_hint(path: Path) -> str:
     return f"rebuild it: python precompute_embeddings.py --data DATA --encoder SPEC --out {shlex.quote(str(path))} --force"
 
@@ -53,7 +65,7 @@ class EmbeddingCache:
             raise UserError(f"embedding cache not found: {path}; build it with "
                             f"python precompute_embeddings.py --data DATA --encoder SPEC --out {shlex.quote(str(path))}")
         try:
-            f = h5py.File(path, "r")
+            f = open_hdf5(path, "r")
         except OSError as e:
             raise UserError(f"{path} is not a readable HDF5 embedding cache ({_one_line(e)}); "
                             f"{_rebuild_hint(path)}") from None

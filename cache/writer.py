@@ -255,7 +255,7 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tupl
 
     by_unique = np.argsort(plan.index, kind="stable")  # caption rows grouped by their unique row
     sorted_unique = plan.index[by_unique]
-    with h5py.File(out, "r+", rdcc_nbytes=0) as f:  # no chunk cache: scattered rows go straight to disk
+    with R.open_hdf5(out, "r+", rdcc_nbytes=0) as f:  # no chunk cache: scattered rows go straight to disk
         size, total = int(f.attrs[L.ATTR_CHUNK_SIZE]), len(plan.texts)
         first = int(f.attrs[L.ATTR_CHUNKS_DONE])
         batch = {"batch_size": int(f.attrs[L.ATTR_BATCH_SIZE])} if f.attrs[L.ATTR_BATCH_SIZE] else {}

@@ -247,6 +247,27 @@ def test_corrupt_file_refused_by_reader_and_writer(tmp_path, damage):
     assert EmbeddingCache.open(bad).complete
 
 
+def test_file_held_by_another_process_is_one_line(tmp_path):
+    good = _good_cache(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, h5py
+        f = h5py.File({str(good)!r}, "r+")  # HDF5 locks a file open for writing
+        print("open", flush=True)
+        sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        for attempt in (lambda: EmbeddingCache.open(good), lambda: build_cache(make_dataset(), BagEncoder(), good, log=None)):
+            with pytest.raises(UserError) as err:
+                attempt()
+            message = str(err.value)
+            assert "\n" not in message and str(good) in message and "open in another process" in message
+            assert "--force" not in message  # nothing is damaged: no rebuild advice
+    finally:
+        holder.communicate("")
+    assert EmbeddingCache.open(good).complete  # free again once the other process lets go
+
+
 def test_not_a_cache_and_missing_file_refused(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = [1, 2]
