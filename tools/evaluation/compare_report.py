@@ -79,8 +79,11 @@ def chart(state: dict, path: Path) -> None:
                    [[_probe_value(arms[n], k) for k in probe_keys] for n in names], None)]
         if not any(arms[n].get("probe") for n in names):  # e.g. bench/quality.py: the GANs only
             panels = panels[:1]
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+        widths = [6.5] * len(panels) + [2.2]
+        fig, axes = plt.subplots(1, len(panels) + 1, figsize=(sum(widths), 4.2), squeeze=False,
+                                 gridspec_kw={"width_ratios": widths})
         axes = axes[0]
+        _r_precision_panel(axes[-1], names, rows, real, colors, nan)
         width, x = 0.8 / len(names), np.arange(len(groups))
         for ax, (title, values, ceiling) in zip(axes, panels):
             for k, name in enumerate(names):
@@ -107,6 +110,19 @@ def chart(state: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _r_precision_panel(ax, names, rows, real, colors, nan) -> None:
+    """One bar per arm: R-precision by the dataset's shared judge, the real images' score as a dashed line."""
+    label = "R-precision, shared judge"
+    ax.bar(range(len(names)), [nan(dict((lb, v) for lb, v, _ in rows[n])[label]) for n in names], color=colors)
+    ref = dict((lb, r) for lb, _, r in real)[label]
+    if ref is not None:
+        ax.axhline(ref, color="k", ls="--", lw=1, label="real images")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xticks(range(len(names)), names, rotation=15)
+    ax.set_ylim(0, 1.05 * max(0.5, ref or 0))
+    ax.set_title(label, fontsize=10)
 
 
 def _real_rows(state: dict) -> list:
