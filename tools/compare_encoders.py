@@ -4,7 +4,9 @@
 
 For each encoder: build (or reuse) its embedding cache; on synthetic flowers, probe how linearly the caption
 vectors encode each attribute (softmax regression, held-out images); train a GAN with the same budget and seed;
-evaluate it (tools/evaluate.py --run). Writes OUT/comparison.md (tables), OUT/comparison.png (chart) and
+evaluate it (tools/evaluate.py --run). The number that lines up across encoders is R-precision by the
+dataset's shared judge (one image-text matcher with a text encoder of its own, trained once per dataset); on
+synthetic flowers, attribute accuracy too. Writes OUT/comparison.md (tables), OUT/comparison.png (chart) and
 OUT/comparison.json (every number, and which run folder served which encoder). A re-run reuses finished runs
 whose options match and their metrics, so an interrupted comparison continues where it stopped.
 """
@@ -28,7 +30,7 @@ EXAMPLES = """examples:
   python tools/compare_encoders.py --data data/synthetic-flowers --steps 20000 --out runs/cmp-gpu \\
       --encoders minilm,tfidf,glove:/models/glove.6B.300d.txt,hf:/models/bert-base-uncased?pooling=cls
 
-  # any dataset (no attributes: R-precision, FID, IS and diversity only), a tiny model for a smoke test
+  # any dataset (no attributes: R-precision, FID, IS and diversity against its own images), a tiny smoke test
   python tools/compare_encoders.py --data my.csv --encoders tfidf,minilm --steps 50 --set ngf=8 --set ndf=8
 """
 
