@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--inception-weights", type=Path, help="InceptionV3 .h5 weights: adds IS/FID in InceptionV3 space")
     o.add_argument("--classifier-dir", type=Path, help="where the attribute classifier is cached (default cache/attribute_classifier)")
     o.add_argument("--matcher-dir", type=Path, help="where R-precision matchers are cached (default cache/matcher)")
-    o.add_argument("--real-limit", type=int, default=2000, help="least real reference images read from --dataset; 2x the generated count when that is more (default 2000)")
+    o.add_argument("--real-limit", type=int, default=2000, help="least real reference images drawn from the dataset; 2x the generated count when that is more (default 2000)")
     o.add_argument("--seed", type=int, default=0, help="seed of the real subset and R-precision candidates (default 0)")
     return p.parse_args(argv)
 
