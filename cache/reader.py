@@ -25,9 +25,11 @@ REQUIRED_DATASETS = (L.CAPTION_TEXT, L.CAPTION_IMAGE_INDEX, L.CAPTION_EMBEDDING,
                      L.IMAGE_ID, L.IMAGE_PATH)
 REQUIRED_ATTRS = (L.ATTR_ENCODER, L.ATTR_ENCODER_CONFIG, L.ATTR_DIM, L.ATTR_FINGERPRINT, L.ATTR_COMPLETE,
                   L.ATTR_DTYPE, L.ATTR_NUM_UNIQUE, L.ATTR_CHUNK_SIZE, L.ATTR_NUM_CHUNKS, L.ATTR_CHUNKS_DONE, L.ATTR_BATCH_SIZE)
-READ_ROWS = 256
+READ_ROWS = 256  # rows per scattered HDF5 read
 IDENTITY_PROBES = 4  # cached captions re-encoded to prove a rebuilt encoder is the cache's encoder
-IDENTITY_MIN_COSINE = 0.9999  # rows per scattered HDF5 read
+IDENTITY_MIN_COSINE = 0.9999
+CHECKED_ENCODERS_KEPT = 2  # rebuilt, checked encoders kept per process (evaluating runs of two caches in turn)
+_checked_encoders: dict[tuple, object] = {}  # (resolved path, mtime_ns, fingerprint) -> encoder, oldest first
 
 
 def _one_line(error: Exception) -> str:
@@ -266,10 +268,23 @@ class EmbeddingCache:
         vectors, found = self.lookup(texts)
         missing = np.flatnonzero(~found)
         if len(missing):
-            encoder = self.build_encoder()
-            self.check_encoder(encoder)
+            encoder = self.checked_encoder()
             vectors[missing] = np.asarray(encoder.encode([texts[i] for i in missing]), np.float32)
         return vectors, int(found.sum())
+
+    def checked_encoder(self):
+        """build_encoder() that passed check_encoder(), built once per process for this file: generating and
+        evaluating several runs of one cache reuse it instead of reloading the weights each time. A rewritten
+        file (new mtime or fingerprint) gets a fresh one."""
+        key = (str(Path(self.path).resolve()), Path(self.path).stat().st_mtime_ns, self.fingerprint)
+        encoder = _checked_encoders.pop(key, None)
+        if encoder is None:
+            encoder = self.build_encoder()
+            self.check_encoder(encoder)
+        _checked_encoders[key] = encoder  # most recently used last
+        while len(_checked_encoders) > CHECKED_ENCODERS_KEPT:
+            _checked_encoders.pop(next(iter(_checked_encoders)))
+        return encoder
 
     # --- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:

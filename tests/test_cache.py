@@ -346,6 +346,27 @@ def test_tfidf_cache_rebuilds_the_same_encoder(tmp_path):
         assert np.allclose(np.linalg.norm(cache.embeddings(), axis=1), 1, atol=1e-6)
 
 
+
+def test_new_text_encoder_is_built_once_per_file_and_rebuilt_for_a_rewritten_file(tmp_path, monkeypatch):
+    from embeddings.registry import get_encoder
+
+    ds = make_dataset(n_images=20)
+    out = build_cache(ds, get_encoder("tfidf"), tmp_path / "t.h5", log=None)
+    builds = []
+    real_build = EmbeddingCache.build_encoder
+    monkeypatch.setattr(EmbeddingCache, "build_encoder", lambda self: builds.append(1) or real_build(self))
+    new = ["a caption that is not in the cache", "nor is this one"]
+    with EmbeddingCache.open(out) as cache:
+        first, reused = cache.encode(new)
+        assert reused == 0 and len(builds) == 1
+    with EmbeddingCache.open(out) as cache:  # another reader of the same file: the checked encoder is reused
+        np.testing.assert_array_equal(cache.encode(new)[0], first)
+        assert len(builds) == 1
+    build_cache(ds, get_encoder("tfidf"), out, log=None, force=True)  # rewritten: a new build, checked again
+    with EmbeddingCache.open(out) as cache:
+        np.testing.assert_array_equal(cache.encode(new)[0], first)
+        assert len(builds) == 2
+
 def test_default_names():
     assert encoder_slug("minilm") == "minilm"
     assert encoder_slug("hf:bert-base-uncased") == "hf-bert-base-uncased"
