@@ -276,7 +276,7 @@ class EmbeddingCache:
         """build_encoder() that passed check_encoder(), built once per process for this file: generating and
         evaluating several runs of one cache reuse it instead of reloading the weights each time. A rewritten
         file (new mtime or fingerprint) gets a fresh one."""
-        key = (str(Path(self.path).resolve()), Path(self.path).stat().st_mtime_ns, self.fingerprint)
+        key = (str(self.path.resolve()), self.path.stat().st_mtime_ns, self.fingerprint)
         encoder = _checked_encoders.pop(key, None)
         if encoder is None:
             encoder = self.build_encoder()

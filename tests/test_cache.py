@@ -346,7 +346,6 @@ def test_tfidf_cache_rebuilds_the_same_encoder(tmp_path):
         assert np.allclose(np.linalg.norm(cache.embeddings(), axis=1), 1, atol=1e-6)
 
 
-
 def test_new_text_encoder_is_built_once_per_file_and_rebuilt_for_a_rewritten_file(tmp_path, monkeypatch):
     from embeddings.registry import get_encoder
 
@@ -366,6 +365,7 @@ def test_new_text_encoder_is_built_once_per_file_and_rebuilt_for_a_rewritten_fil
     with EmbeddingCache.open(out) as cache:
         np.testing.assert_array_equal(cache.encode(new)[0], first)
         assert len(builds) == 2
+
 
 def test_default_names():
     assert encoder_slug("minilm") == "minilm"
