@@ -6,7 +6,8 @@ Set before TensorFlow is imported anywhere: oneDNN off gives bit-identical resul
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # forced, not a default: the bit-identity tests (resume == uninterrupted,
+#                                          same bytes on a re-run) need it whatever the caller's shell exports
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
