@@ -12,7 +12,7 @@ DEMO_OUT     ?= out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: venv demo test clean-venv
+.PHONY: venv demo test tensorboard clean-venv
 
 $(STAMP): requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# TensorBoard on the demo run's events (loopback only): open http://127.0.0.1:$(TB_PORT)
+TB_PORT ?= 6006
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir $(DEMO_RUNS) --host 127.0.0.1 --port $(TB_PORT)
 
 clean-venv:
 	rm -rf $(VENV)
