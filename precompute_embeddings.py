@@ -3,6 +3,7 @@
     python precompute_embeddings.py                                   # synthetic flowers, minilm
     python precompute_embeddings.py --data data/oxford --encoder tfidf --dtype float16
     python precompute_embeddings.py --list-encoders
+    python precompute_embeddings.py --workers 2                       # the same file, encoded on 2 Ray workers
 
 Writes cache/<dataset>-<encoder>.h5 (layout: cache/writer.py). Interrupt it any time (Ctrl-C, kill -9):
 the same command resumes at the first unfinished chunk. Library entry point: cache.writer.build_cache.
@@ -24,6 +25,8 @@ EXAMPLES = """examples:
   python precompute_embeddings.py --data data/cub --encoder hf:bert-base-uncased --batch-size 32
   python precompute_embeddings.py --data manifest.jsonl --encoder tfidf --encoder-option max_tokens=8192
   python precompute_embeddings.py --data data/oxford --encoder glove:glove.6B.300d.txt --dtype float16
+  python precompute_embeddings.py --data data/cub --workers 2                       # local Ray, 2 workers
+  python precompute_embeddings.py --data /shared/coco --ray-address 10.0.0.5:6379   # an existing Ray cluster
 """
 
 
@@ -50,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="storage type of the vectors (default: float32; float16 halves the file)")
     out.add_argument("--force", action="store_true", help="rebuild even if the file is complete, different or damaged")
     out.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
+    ray = parser.add_argument_group("distributed (Ray, optional: pip install -r requirements-ray.txt)")
+    ray.add_argument("--workers", type=int, metavar="N", default=None,
+                     help="encode on N Ray workers (a local Ray on 127.0.0.1 unless --ray-address); same cache file")
+    ray.add_argument("--ray-address", metavar="ADDR", default=None,
+                     help="an existing Ray cluster, e.g. 10.0.0.5:6379 (default --workers: one per cluster CPU)")
+    ray.add_argument("--worker-cpus", type=int, metavar="N", default=1, help="CPUs (TF threads) per worker (default 1)")
+    ray.add_argument("--shard-size", type=int, metavar="N", default=None,
+                     help="distinct captions per shard, a multiple of 2048 (default 8192); a resumed build "
+                          "keeps its own")
     return parser
 
 
@@ -94,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch_size is not None and args.batch_size <= 0:
         raise UserError(f"--batch-size {args.batch_size} must be a positive integer")
+    from cache.ray_pool import shard_chunks_from_flags  # Ray flags checked (and Ray's presence) before any loading
+
+    shard_chunks = shard_chunks_from_flags(args.workers, args.ray_address, args.worker_cpus, args.shard_size)
+    distributed = shard_chunks is not None
     encoder = get_encoder(args.encoder, **parse_options(args.encoder_option))  # bad spec -> one-line UserError
     dataset = load_data(args)
 
@@ -101,13 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     from cache.writer import build_cache_report
 
     out = Path(args.out) if args.out else default_cache_path(dataset.name, encoder.spec)
-    report = build_cache_report(dataset, encoder, out, dtype=args.dtype, force=args.force,
-                                batch_size=args.batch_size, progress=not args.no_progress)
+    if distributed:
+        from cache.ray_pool import build_cache_ray
+
+        report = build_cache_ray(dataset, encoder, out, workers=args.workers, address=args.ray_address,
+                                 worker_cpus=args.worker_cpus, shard_chunks=shard_chunks,
+                                 dtype=args.dtype, force=args.force, batch_size=args.batch_size,
+                                 progress=not args.no_progress)
+    else:
+        report = build_cache_report(dataset, encoder, out, dtype=args.dtype, force=args.force,
+                                    batch_size=args.batch_size, progress=not args.no_progress)
     if report.up_to_date:
         if dataset.skips.total:
             print(f"dataset {dataset.skips.summary()}")
     else:
         print(summary(report, dataset))
+        if distributed:
+            print(report.pool_summary())
     return 0
 
 
