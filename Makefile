@@ -12,7 +12,7 @@ DEMO_OUT     ?= out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: venv demo test tensorboard clean-venv
+.PHONY: venv demo test tensorboard serve clean-venv
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ test: $(STAMP)
 TB_PORT ?= 6006
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(DEMO_RUNS) --host 127.0.0.1 --port $(TB_PORT)
+
+# The web demo on the newest demo run (loopback only): open http://127.0.0.1:$(SERVE_PORT)/
+SERVE_PORT ?= 8000
+serve: $(STAMP)
+	@run=$$(ls -d $(DEMO_RUNS)/0*/ 2>/dev/null | tail -n 1); \
+	if [ -z "$$run" ]; then echo "no run under $(DEMO_RUNS)/: run 'make demo' first" >&2; exit 1; fi; \
+	$(PY) generate.py --serve --run $$run --host 127.0.0.1 --port $(SERVE_PORT)
 
 clean-venv:
 	rm -rf $(VENV)

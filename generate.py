@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from tools.errors import UserError, run_cli
@@ -20,6 +21,7 @@ EXAMPLES = """examples:
   python generate.py --run RUN --out out/test --captions data/synthetic-flowers/test_captions.jsonl --grid
   python generate.py --run RUN --out out/submission --datalab-test DATALAB/dataset/testData.pkl   # inference_{ID}.jpg
   python generate.py --run RUN --out out/report --dataset-test --grid --grid-captions 1,2,3,4,5 --n-per-caption 5
+  python generate.py --serve --run RUN [--host 127.0.0.1] [--port 8000]   # web page + JSON API (--serve --help)
 """
 
 
@@ -94,6 +96,11 @@ def validate(args) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--serve" in argv:  # the web demo and JSON API: its own options (tools/serve/cli.py)
+        from tools.serve.cli import main as serve
+
+        return serve([a for a in argv if a != "--serve"])
     args = parse_args(argv)
     validate(args)
     ids, texts = read_texts(args)

@@ -1,0 +1,165 @@
+"""Load on the web demo's JSON API over loopback, beside the generator's own batched rate, in one run.
+
+    python bench/serve.py --run runs/demo/00001-synthetic-flowers-minilm                 # 60 s at c = 1, 8, 32
+    python bench/serve.py --run RUN --duration 20 --concurrency 1,8,32,64 --n 4
+
+Starts `generate.py --serve` on a free loopback port (or targets --url), then for each concurrency c runs c
+clients (httpx, async) that each send one request after another for --duration seconds: one caption from the
+run's held-out test captions (round robin; new text is encoded by the run's encoder once, then remembered),
+--n images, a fresh seed. Prints requests/s, images/s, latency p50/p95/p99, errors and the server's mean
+generator batch; the direct rate is the generator alone at the server's batch size (64) in this process,
+measured before and after the load while the server is idle. Target: images/s at c = 32 >= 0.8x direct.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run folder made by train_gan.py")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of load per concurrency (default: 60)")
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default: 1,8,32)")
+    p.add_argument("--n", type=int, default=4, help="images per request (default: 4)")
+    p.add_argument("--direct-seconds", type=float, default=10.0, help="seconds of each direct measurement (default: 10)")
+    p.add_argument("--url", default=None, help="an already running server (default: start one on a free port)")
+    return p.parse_args(argv)
+
+
+def machine() -> str:
+    """lscpu's model name, logical CPUs and the vector extensions that matter for TF's kernels."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown machine (no lscpu)"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    vector = [f for f in flags if re.fullmatch(r"avx2|fma|avx512(f|bw|vl|_vnni|_bf16|_fp16)|amx_\w+|avx_vnni", f)]
+    return (f"{fields.get('Model name', '?').strip()} | {fields.get('CPU(s)', '?').strip()} logical CPUs | "
+            f"{' '.join(vector) or 'no AVX2/AVX-512'}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def direct_rate(gen, vectors: np.ndarray, batch: int, seconds: float) -> float:
+    """Images/s of the generator alone: batches of `batch` rows (the server's max batch) for `seconds`."""
+    from tools.generation import sample_z
+
+    cond = vectors[np.arange(batch) % len(vectors)]  # [B, D]
+    gen(cond, sample_z(batch, gen.z_dim, 0, None))  # traced already, but keep the first call out of the timing
+    done, seed, t0 = 0, 1, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        gen(cond, sample_z(batch, gen.z_dim, seed, None))
+        done, seed = done + batch, seed + 1
+    return done / (time.perf_counter() - t0)
+
+
+async def load(url: str, captions: list[str], concurrency: int, n: int, seconds: float) -> dict:
+    import httpx
+
+    latencies, errors, images, counter = [], [], 0, [0]
+
+    async def client(http: httpx.AsyncClient, k: int):
+        nonlocal images
+        while time.perf_counter() < stop:
+            i = counter[0]
+            counter[0] += 1
+            body = {"text": captions[i % len(captions)], "n": n, "seed": i}
+            t = time.perf_counter()
+            try:
+                r = await http.post(url + "/api/generate", json=body)
+            except httpx.HTTPError as e:
+                errors.append(type(e).__name__)
+                continue
+            if r.status_code != 200:
+                errors.append(str(r.status_code))
+                continue
+            latencies.append(time.perf_counter() - t)
+            images += len(r.json()["images"])
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        before = (await http.get(url + "/api/health")).json()
+        t0 = time.perf_counter()
+        stop = t0 + seconds
+        await asyncio.gather(*[client(http, k) for k in range(concurrency)])
+        wall = time.perf_counter() - t0
+        after = (await http.get(url + "/api/health")).json()
+    batches = after["batches"] - before["batches"]
+    ms = [1e3 * x for x in latencies]
+    return dict(c=concurrency, rps=len(latencies) / wall, ips=images / wall, p50=percentile(ms, 50), p95=percentile(ms, 95),
+                p99=percentile(ms, 99), errors=len(errors), error_kinds=sorted(set(errors)),
+                batch=(after["images"] - before["images"]) / batches if batches else 0.0,
+                encoded=after["encoded"] - before["encoded"])
+
+
+def start_server(run: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "generate.py", "--serve", "--run", run, "--port", "0"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if m := re.search(r" at (http://\S+)/$", line):
+            return proc, m.group(1)
+    raise SystemExit(f"the server exited ({proc.wait()}) before it was serving; run it by hand to see why: "
+                     f"python generate.py --serve --run {run}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gan.trainer import load_generator
+    from tools.generation import encode_texts, open_run_cache
+    from tools.serve.batcher import BatchPolicy
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    batch = BatchPolicy().max_batch
+    print(f"machine: {machine()}")
+    gen, cfg = load_generator(args.run)
+    cache = open_run_cache(cfg, Path(args.run))
+    captions = [" ".join(t.split()) for t in (cache.test_texts() or cache.texts()[:500])]
+    vectors = encode_texts(cfg, cache, captions[:batch]).vectors
+    print(f"run {Path(args.run).name}: arch {cfg.arch}, ngf {cfg.ngf}, encoder {cfg.cache.encoder}, step {gen.step}; "
+          f"{len(captions)} distinct captions, {args.n} images per request, {args.duration:g} s per level")
+    direct = [direct_rate(gen, vectors, batch, args.direct_seconds)]
+    proc, url = (None, args.url) if args.url else start_server(args.run)
+    try:
+        asyncio.run(load(url, captions, 2, args.n, 3.0))  # warm-up: connections, first encodings
+        rows = [asyncio.run(load(url, captions, c, args.n, args.duration)) for c in levels]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    direct.append(direct_rate(gen, vectors, batch, args.direct_seconds))
+    d = float(np.mean(direct))
+    print(f"direct generator, batch {batch}: {d:.0f} images/s (before load {direct[0]:.0f}, after {direct[1]:.0f})")
+    print("| concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | mean G batch | served / direct |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        err = f"{r['errors']}" + (f" ({', '.join(r['error_kinds'])})" if r["errors"] else "")
+        print(f"| {r['c']} | {r['rps']:.1f} | {r['ips']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {err} | "
+              f"{r['batch']:.1f} | {r['ips'] / d:.2f} |")
+    top = next((r for r in rows if r["c"] == 32), rows[-1])
+    verdict = "meets" if top["ips"] >= 0.8 * d and top["errors"] == 0 else "misses"
+    print(f"c={top['c']}: served {top['ips']:.0f} images/s = {top['ips'] / d:.2f}x direct ({verdict} the >= 0.8x, "
+          "zero-error target)")
+    cache.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
