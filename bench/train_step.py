@@ -10,12 +10,13 @@ turn (the order rotates per round), and each figure is the median over rounds. R
 carries across a busy machine; absolute ms/step do not.
 
 Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from the layer shapes):
-  plain      tf.function(trainer.train_step), the step train_gan.py runs (dfgan: MA-GP on every step)
+  plain      tf.function(trainer.train_step) in float32, as train_gan.py calls it (dfgan: MA-GP on every step)
   xla        the same with jit_compile=True on the whole step
   lazy4      MA-GP every 4th step: mean over a cycle of penalty=True once and penalty=False 3×
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
-  bf16       keras mixed_bfloat16 policy (this CPU has AVX512_BF16)
+  bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
+             is against the bf16 peak (2× fp32)
   intra1-inter2, intra2-inter1   TF thread pools (each its own child process: set before TF starts)
   onednn-off TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels; what the test suite runs with), a child process
   matmul     a 2048² fp32 tf.matmul: the FLOP/s this CPU really reaches now, beside the lscpu peak
@@ -25,7 +26,8 @@ Pipeline table:
   (c) the same GAN with the MiniLM encoder run inside the step on the raw captions: what the cache avoids
   (d) --arch ta80 on its own pipeline (GRU text encoder trained in the loop on raw captions)
   Target: (b)/(a) <= 1.05.
-Phase profile (skip with p): the TF profiler's op times for the --arch step, summed by phase (bench/step_profile.py).
+Phase profile (skip with p): the TF profiler's op times for the --arch step, summed by phase (bench/step_profile.py),
+in float32 and in mixed_bfloat16.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ CHILD_VARIANTS = {"intra1-inter2": dict(intra=1, inter=2), "intra2-inter1": dict
                   "onednn-off": dict(env={"TF_ENABLE_ONEDNN_OPTS": "0"})}
 LAZY_EVERY = 4
 MATMUL_N = 2048
+BF16_PEAK_FACTOR = 2  # AVX512_BF16 VDPBF16PS: a bf16 pair per fp32 lane, so twice the fp32 FLOP per cycle
 
 
 def parse_args(argv=None):
@@ -60,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--arch", default="dfgan", choices=ARCHS, help="arch of the pipeline rows and the profile")
     p.add_argument("--archs", default=",".join(ARCHS), help="archs of the arch table (default %(default)s)")
     p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"rows beside plain, for --arch (xla for every arch); from {', '.join(VARIANTS)}; '' none")
+                   help=f"rows beside plain, for --arch (xla, bf16 for every arch); from {', '.join(VARIANTS)}; '' none")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--ngf", type=int, help="override the preset's generator width")
     p.add_argument("--ndf", type=int, help="override the preset's discriminator width")
@@ -103,6 +106,9 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
         if "xla" in args.variants:
             tr, st = build_step(cfg, vocab_size, xla=True)
             rows.append(step_row("arch", arch, "xla (jit_compile)", cfg, tr, st, batches, args.warmup))
+        if "bf16" in args.variants:
+            tr, st = build_step(cfg, vocab_size, policy="mixed_bfloat16")
+            rows.append(step_row("arch", arch, "mixed_bfloat16 (bf16 peak)", cfg, tr, st, batches, args.warmup))
         if arch != args.arch:
             continue
         if "lazy4" in args.variants and cfg.loss == "magp":
@@ -115,9 +121,6 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             c = replace(cfg, ema=False)
             tr, st = build_step(c, vocab_size)
             rows.append(step_row("arch", arch, "no EMA update", c, tr, st, batches, args.warmup))
-        if "bf16" in args.variants:
-            tr, st = build_step(cfg, vocab_size, policy="mixed_bfloat16")
-            rows.append(step_row("arch", arch, "mixed_bfloat16", cfg, tr, st, batches, args.warmup))
     return rows, plain
 
 
@@ -261,10 +264,11 @@ def print_arch_table(rows: list[Row], batch: int, peak) -> None:
           f"{'GFLOP/s':>8} {'of peak':>7}")
     for r in rows:
         gflops = r.flops / r.ms / 1e6
+        of_peak = gflops / (peak.gflops * (BF16_PEAK_FACTOR if "bfloat16" in r.name else 1))
         img = f"{batch * 1000 / r.ms:>6.0f}" if r.arch != "-" else f"{'':>6}"
         ratio = f"{r.ms / plain[r.arch]:>7.2f}x" if r.arch in plain else f"{'':>8}"
         print(f"{r.arch:<9} {r.name:<28} {r.ms:>8.1f} {img} {ratio} {r.flops / 1e9:>10.2f} {gflops:>8.1f} "
-              f"{gflops / peak.gflops:>6.1%}")
+              f"{of_peak:>6.1%}")
 
 
 def print_pipeline_table(a: Row, rows: list[Row], batch: int) -> None:
@@ -278,15 +282,17 @@ def print_pipeline_table(a: Row, rows: list[Row], batch: int) -> None:
 
 
 def profile(args, cfg, vocab_size: int) -> None:
+    """Phase profile of the plain --arch step (MA-GP on), in float32 and under mixed_bfloat16."""
     from bench.step_profile import instrument, print_profile, profile_step
 
-    trainer, step = build_step(cfg, vocab_size)
-    instrument(trainer)  # name scopes only; a fresh trainer so the measured steps above are untouched
     batch = random_batch(cfg, vocab_size)
-    for _ in range(args.warmup + 1):
-        step(batch, True)
-    print_profile(f"phase profile of the {cfg.arch} step (plain, MA-GP on)", *profile_step(step, batch,
-                                                                                           args.profile_steps))
+    for policy in ("float32", "mixed_bfloat16"):
+        trainer, step = build_step(cfg, vocab_size, policy=policy)
+        instrument(trainer)  # name scopes only; a fresh trainer, so the measured rows above are untouched
+        for _ in range(args.warmup + 1):
+            step(batch, True)
+        print_profile(f"phase profile of the {cfg.arch} step ({policy}, MA-GP on)",
+                      *profile_step(step, batch, args.profile_steps))
 
 
 def main(argv=None) -> int:
@@ -305,7 +311,8 @@ def main(argv=None) -> int:
         if "m" not in args.skip:
             rows.append(matmul_row())
         pipe = pipeline_rows(args, plain, data, images, vocab) if args.arch in plain else []
-        print(f"device {facts['device']} | mixed precision {'on' if facts['mixed_precision'] else 'off'} | "
+        print(f"device {facts['device']} | rows float32 unless named (train_gan.py's policy here: "
+              f"{facts.get('policy', 'float32')}) | "
               f"ngf {cfg.ngf} ndf {cfg.ndf} batch {cfg.batch_size} | encoder {cfg.cache.encoder} dim {cfg.cache.dim}"
               f" | {args.steps} steps x {args.rounds} rounds, {len(rows) + len(pipe)} rows alternated", flush=True)
         run_rounds(rows + pipe, args)
@@ -314,7 +321,8 @@ def main(argv=None) -> int:
             c.close()
     print(f"\nCPU {peak.model}: {peak.cores} cores x {peak.ghz:.3f} GHz x {peak.flop_per_cycle} fp32 FLOP/cycle "
           f"({peak.lanes} lanes x {'2 (FMA)' if peak.has_fma else '1'} x {peak.fma_units} FMA unit(s): {peak.why})"
-          f"\n  = {peak.gflops:.0f} GFLOP/s fp32 peak (bf16 dot products: 2x). Shared machine: read ratios.")
+          f"\n  = {peak.gflops:.0f} GFLOP/s fp32 peak; bf16 dot products (AVX512_BF16) {BF16_PEAK_FACTOR}x that. "
+          f"Machine shared with other engineers: read the ratios.")
     print_flop_accounting(plain)
     print_arch_table(rows, cfg.batch_size, peak)
     if args.arch in plain:
