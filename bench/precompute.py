@@ -2,6 +2,7 @@
 
     python bench/precompute.py                 # 20 000 synthetic captions, minilm (several minutes on 2 cores)
     python bench/precompute.py --n 2000 --scale 2
+    python bench/precompute.py --peer --scale 0  # + sentence-transformers from bench/.peer-venv (bench/peer.py)
 
 project: cache.writer.build_cache_report — distinct captions only, encoded in chunks of 2048, length-sorted
          batches through a compiled tf.function, vectors scattered to an HDF5 file chunk by chunk.
@@ -10,6 +11,9 @@ naive:   embeddings.common.naive_encode — every caption, input order, eager, b
 Each path runs in its own subprocess, so each peak RSS (VmHWM) is its own. "encode RSS" is the growth of the
 peak during encoding (peak after encoding minus the peak once TF and the model were loaded): the memory the
 path itself needs. The project path is also run at N x --scale to show that growth stays flat in N.
+--peer adds sentence-transformers `encode` (its own venv, created on first use) on the same captions, and
+with it the project path at precision=bfloat16 where the CPU has AVX512-BF16 or AMX: captions/s per caption
+actually encoded, whole-process seconds, the ratios, max |difference| of the vectors, GFLOP/s vs the fp32 peak.
 Captions: data/synthetic-flowers if it holds enough, else the same generator (tools.synthetic: same
 templates and duplicate rate) without rendering images.
 """
@@ -80,7 +84,7 @@ def child(mode: str, n: int, encoder_spec: str, out: str) -> None:
     if not encoder.needs_fit:  # load the weights now; compiling (tracing) stays inside the timing
         encoder.encode(["warm up the model weights"], compiled=False)
     load_s, loaded_rss = time.perf_counter() - start, _vm_hwm()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "project":
         report = build_cache_report(dataset, encoder, out, force=True, log=None)
         unique = report.num_unique
@@ -89,19 +93,24 @@ def child(mode: str, n: int, encoder_spec: str, out: str) -> None:
         with h5py.File(out, "w") as f:
             f.create_dataset("captions/embedding", data=vectors)
         unique = dataset.num_captions
-    seconds = time.perf_counter() - start
+    seconds, encode_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     print(json.dumps({"mode": mode, "captions": dataset.num_captions, "unique": unique, "dim": encoder.dim, "seconds": seconds,
+                      "encode_cpu_s": encode_cpu_s,
                       "load_s": load_s, "peak_rss": _vm_hwm(), "encode_rss": _vm_hwm() - loaded_rss}))
 
 
 def run_child(mode: str, n: int, encoder_spec: str, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, "--n", str(n), "--encoder", encoder_spec, "--out", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    before, start = os.times(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    process_s, after = time.perf_counter() - start, os.times()
     if proc.returncode != 0:
         sys.exit(f"{mode} path failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"  {mode:8s} N={n:<7d} {result['seconds']:7.1f} s", flush=True)
+    result["process_s"] = process_s  # the whole child: imports, model load, encoding, writing
+    result["cpu_s"] = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    print(f"  {mode:8s} N={n:<7d} {result['seconds']:7.1f} s  {encoder_spec}", flush=True)
     return result
 
 
@@ -123,12 +132,54 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+# --- --peer: sentence-transformers beside the project path (bench/peer.py) ------------------------------------------
+def peer_bench(args, tmp: Path, project: dict) -> list[str]:
+    """The --peer table: sentence-transformers, the project (float32), and bfloat16 where the CPU has it."""
+    import h5py
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    import peer
+    from embeddings.minilm import model_dir
+
+    if args.encoder != "minilm":
+        sys.exit("--peer compares the minilm encoder with sentence-transformers: use --encoder minilm")
+    peak, lscpu = peer.machine_peak()
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lscpu.splitlines() if ln.startswith("Flags")), []))
+    load_before = os.getloadavg()[0]
+    captions = bench_dataset(args.n).captions
+    tokenizer = AutoTokenizer.from_pretrained(model_dir())
+    tokens = dict(zip(captions, (len(x) for x in tokenizer(captions, truncation=True, max_length=256)["input_ids"])))
+    st = peer.run_peer(captions, tmp, args.peer_batch)
+    print(f"  peer     N={args.n:<7d} {st['encode_s']:7.1f} s  sentence-transformers", flush=True)
+    st_vectors = np.load(tmp / "peer.npy")
+    st["flops"] = peer.minilm_flops(tokens[c] for c in captions)
+    distinct_flops = peer.minilm_flops(tokens.values())
+    rows, diffs = [("sentence-transformers encode", st)], {}
+    arms = [("project minilm float32", project, tmp / "project.h5")]
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        arms.append(("project minilm bfloat16", run_child("project", args.n, "minilm?precision=bfloat16",
+                                                          tmp / "bf16.h5"), tmp / "bf16.h5"))
+    for name, r, path in arms:
+        with h5py.File(path, "r") as f:
+            vectors = f["captions/embedding"][()]
+        cos = np.sum(vectors * st_vectors, axis=1) / np.maximum(
+            np.linalg.norm(vectors, axis=1) * np.linalg.norm(st_vectors, axis=1), 1e-12)
+        diffs[name] = (float(np.abs(vectors - st_vectors).max()), float(cos.min()))
+        rows.append((name, {**r, "encoded": r["unique"], "encode_s": r["seconds"], "flops": distinct_flops}))
+    return peer.peer_lines(rows, st, diffs, peak, (load_before, os.getloadavg()[0]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 4)[4])
     p.add_argument("--n", type=int, default=20000, help="captions (default 20000; rounded up to whole images)")
     p.add_argument("--scale", type=int, default=4, help="also run the project path at N x SCALE (default 4; 0: skip)")
     p.add_argument("--encoder", default="minilm", help="encoder spec for both paths (default minilm)")
+    p.add_argument("--peer", action="store_true", help="also time sentence-transformers encode on the same captions "
+                   "(bench/.peer-venv, created on first use) and the project at precision=bfloat16 where supported")
+    p.add_argument("--peer-batch", type=int, default=64, help="sentence-transformers batch size (default 64)")
+    p.add_argument("--peer-only", action="store_true", help="with --peer: skip the naive path (and --scale)")
     p.add_argument("--child", choices=["project", "naive"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -136,10 +187,16 @@ def main() -> None:
         return child(args.child, args.n, args.encoder, args.out)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"encoder {args.encoder}, {os.cpu_count()} CPUs; running each path in its own process:")
+        if args.peer and args.peer_only:
+            project = run_child("project", args.n, args.encoder, Path(tmp) / "project.h5")
+            print("\n" + "\n".join(peer_bench(args, Path(tmp), project)))
+            return
         naive = run_child("naive", args.n, args.encoder, Path(tmp) / "naive.h5")
         project = run_child("project", args.n, args.encoder, Path(tmp) / "project.h5")
+
         diff = max_difference(Path(tmp) / "project.h5", Path(tmp) / "naive.h5")
         bigger = run_child("project", args.n * args.scale, args.encoder, Path(tmp) / "big.h5") if args.scale > 1 else None
+        peer_report = peer_bench(args, Path(tmp), project) if args.peer else []
     ratio = (project["captions"] / project["seconds"]) / (naive["captions"] / naive["seconds"])
     rows = [("naive (eager, input order, no dedup, batch 64)", naive),
             ("project (dedup, chunks, length-sorted, tf.function)", project)]
@@ -153,6 +210,9 @@ def main() -> None:
         print(f"memory flat in N: encode RSS {project['encode_rss'] / 2**20:,.0f} MiB at N={project['captions']}, "
               f"{bigger['encode_rss'] / 2**20:,.0f} MiB at N={bigger['captions']} "
               f"(holding all [N, {bigger['dim']}] float32 vectors would need {4 * bigger['dim'] * bigger['captions'] / 2**20:,.0f} MiB)")
+
+    if peer_report:
+        print("\n" + "\n".join(peer_report))
 
 
 if __name__ == "__main__":
