@@ -145,7 +145,8 @@ def create_app(engine, policy: BatchPolicy = BatchPolicy()) -> FastAPI:
         return dict(status="ok", uptime_s=round(time.time() - started, 1), pending_images=batcher.pending_images,
                     max_queue_images=policy.max_queue_images, batches=c.batches, images=c.images, requests=c.requests,
                     rejected=c.rejected, mean_batch=round(c.images / c.batches, 2) if c.batches else 0.0,
-                    largest_batch=c.largest_batch, encoded=c.encoded, reused=c.reused)
+                    largest_batch=c.largest_batch, encoded=c.encoded, reused=c.reused,
+                    busy_s=round(c.busy_s, 3))
 
     @app.post("/api/generate", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": GenerateBody.model_json_schema()}}}})
@@ -164,8 +165,8 @@ def create_app(engine, policy: BatchPolicy = BatchPolicy()) -> FastAPI:
                                     f"{policy.max_queue_images}); retry after {e.retry_after_s} s",
                                {"Retry-After": str(e.retry_after_s)}) from None
         encoded = await asyncio.get_running_loop().run_in_executor(png_pool, lambda: [png_base64(im) for im in images])
-        return dict(images=encoded, encoder=info["encoder"], step=info["step"], texts=list(job.texts), n=job.n,
-                    seed=job.seed, truncation=job.truncation, batch_images=batch,
-                    ms=round(1e3 * (time.perf_counter() - t0), 1))
+        return JSONResponse(dict(images=encoded, encoder=info["encoder"], step=info["step"], texts=list(job.texts),
+                                 n=job.n, seed=job.seed, truncation=job.truncation, batch_images=batch,
+                                 ms=round(1e3 * (time.perf_counter() - t0), 1)))  # plain JSON: no jsonable_encoder walk
 
     return app

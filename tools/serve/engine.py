@@ -58,7 +58,7 @@ class Engine:
 
     def info(self) -> dict:
         cfg = self.cfg
-        return dict(run=self.run_dir.name, run_dir=str(self.run_dir), dataset=self.cache.dataset_name if self.cache else "",
+        return dict(run=self.run_dir.name, dataset=self.cache.dataset_name if self.cache else "",
                     encoder=cfg.cache.encoder, encoder_dim=cfg.cache.dim, arch=cfg.arch, step=self.gen.step,
                     checkpoint=Path(self.gen.checkpoint).name, z_dim=self.gen.z_dim, image_size=64,
                     examples=self.examples)
