@@ -4,6 +4,7 @@
     python train_gan.py --embeddings cache/synthetic-flowers-minilm.h5 --steps 5000 --loss hinge --augment
     python train_gan.py --resume runs/00003-synthetic-flowers-minilm --steps 8000
     python train_gan.py --embeddings cache/synthetic-flowers-minilm.h5 --arch ta80 --steps 2000   # course baseline
+    python train_gan.py --embeddings cache/flowers-minilm.h5 --preset gpu --strategy mirrored      # all GPUs here
 
 Each run gets runs/NNNNN-<dataset>-<encoder>/ with config.json, train.log, checkpoints/, samples/ and tb/
 (see gan/run_dir.py). generate.py rebuilds the generator from there: gan.trainer.load_generator(run_dir).
@@ -60,6 +61,10 @@ FLAGS = [
         ("--run-dir", str, "DIR", "parent folder of the numbered run folders (default runs/)"),
         ("--seed", int, "S", "seed for weights, data order and noise (default 0)"),
         ("--deterministic", "flag", None, "bit-identical reruns (TF op determinism; slower)"),
+        ("--strategy", str, "{auto,none,mirrored,multiworker}", "tf.distribute: mirrored = every GPU of this host; "
+                                                              "multiworker = the hosts in TF_CONFIG; auto (default) = "
+                                                              "multiworker if TF_CONFIG is set, mirrored on 2+ GPUs, "
+                                                              "else none. Same training as one device at --batch-size"),
         ("--mixed-precision", str, "{auto,on,off}", "mixed_float16 compute: auto = on with a GPU (default)"),
     ]),
 ]

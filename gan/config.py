@@ -80,6 +80,7 @@ class GanConfig:
     deterministic: bool = False  # tf op determinism (bit-identical reruns, slower)
     mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
     run_dir: str = "runs"  # parent folder of numbered run folders
+    strategy: str = "auto"  # auto (multiworker if TF_CONFIG, mirrored on 2+ GPUs, else none) | none | mirrored | multiworker
     # recorded sections (not options)
     cache: CacheInfo = field(default_factory=CacheInfo)
     run: dict = field(default_factory=dict)  # folder, device, mixed precision in effect, versions, created
@@ -157,7 +158,7 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
 # options a resumed run may change (schedule, and learning rates to recover from a divergence);
 # every other option must equal the run's
 RESUME_CHANGEABLE = ("steps", "epochs", "minutes", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-                     "embeddings", "run_dir", "lr_g", "lr_d")
+                     "embeddings", "run_dir", "lr_g", "lr_d", "strategy")
 
 
 def resume_config(saved: GanConfig, overrides: dict, cache: CacheInfo, run_dir) -> GanConfig:
@@ -202,6 +203,7 @@ def validate(cfg: GanConfig) -> None:
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
     choice("mixed_precision", ("auto", "on", "off"))
+    choice("strategy", ("auto", "none", "mirrored", "multiworker"))
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",
                  "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
                  "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power"):

@@ -23,10 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from gan import run_dir as R
+from gan import strategy as S
 from gan.config import GanConfig
 from gan.data import BatchSampler, TrainingData, make_dataset, read_cache, sample_captions
 from gan.image_cache import load_or_build_image_cache
-from gan.trainer import GanTrainer, build_trainer, checkpoint_objects
+from gan.trainer import GanTrainer, checkpoint_objects
 from tools.errors import UserError
 
 IMAGE_SIZE = 64
@@ -131,7 +132,12 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
     if not cfg.cache.path:  # library use: train(resolve(...)) without the CLI filling in the cache section
         cfg = replace(cfg, cache=data.info)
     run_facts = setup_runtime(cfg)
-    run_dir = Path(resume_dir) if resume_dir else R.new_run_dir(cfg.run_dir, R.run_name(cfg))
+    dist = S.distribution(cfg)  # before TF's runtime starts: MultiWorkerMirroredStrategy must be made first
+    run_facts.update(dist.facts())
+    if not dist.is_chief:  # the chief writes the run folder; other workers write a private temporary one
+        run_dir = dist.private_dir()
+    else:
+        run_dir = Path(resume_dir) if resume_dir else R.new_run_dir(cfg.run_dir, R.run_name(cfg))
     log = R.RunLog(run_dir / "train.log", echo)
     log(f"run folder: {run_dir}" + (" (resuming)" if resume_dir else ""))
     log(f"cache: {cfg.cache.path} | encoder {cfg.cache.encoder} | dim {cfg.cache.dim} | "
@@ -149,6 +155,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
     log(f"device: {run_facts['device']} | mixed precision {'on' if run_facts['mixed_precision'] else 'off'} | "
         f"arch {cfg.arch} | loss {cfg.loss} | batch {cfg.batch_size} | ngf {cfg.ngf} | ndf {cfg.ndf} | "
         f"{sampler.num_images} usable images")
+    log(dist.describe(cfg.batch_size))
     return cfg, data, run_dir, log, images, conditions, sampler, vocab, total
 
 
@@ -156,22 +163,25 @@ def train(cfg: GanConfig, data: TrainingData | None = None, resume_dir=None, *, 
           after_step: Callable[[GanTrainer, int], None] | None = None) -> TrainResult:
     """Train (or resume) one run; `after_step(trainer, step)` is a test hook called after every step."""
     cfg, data, run_dir, log, images, conditions, sampler, vocab, total = prepare(cfg, data, resume_dir, echo)
-    trainer = build_trainer(cfg, len(vocab))
+    dist = S.distribution(cfg)
+    trainer = S.build_trainer(dist, cfg, len(vocab))  # in the strategy's scope, replica-aware
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(**checkpoint_objects(trainer, step_var))
     manager = tf.train.CheckpointManager(ckpt, str(run_dir / R.CHECKPOINTS), max_to_keep=cfg.keep_checkpoints,
                                          checkpoint_name="ckpt")
-    if resume_dir and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = S.resume_checkpoint(resume_dir)  # in the chief's run folder: every worker restores it
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
         trainer.g_optimizer.learning_rate = cfg.lr_g  # the one option besides the schedule a resume may change
         trainer.d_optimizer.learning_rate = cfg.lr_d
-        log(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
+        log(f"resumed from {latest} at step {int(step_var.numpy())}")
     elif resume_dir:
         log("no checkpoint to resume from: starting at step 0 in the same folder")
     start = int(step_var.numpy())
     samples = Samples(cfg, data, conditions, run_dir, trainer)
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
     ds = make_dataset(images, conditions, sampler, start, total)
+    ds = S.distribute(dist, ds)  # each replica's rows of the global batches
     with writer.as_default():
         return _loop(cfg, trainer, ds, manager, step_var, samples, log, start, total, sampler, after_step, run_dir)
 
@@ -196,7 +206,7 @@ def _checked_variables(trainer):
 
 
 def _steps(cfg, trainer, ds, manager, step_var, samples, log, start, total, sampler, after_step, run_dir, state):
-    step_fn = tf.function(trainer.train_step)
+    step_fn = S.step_function(trainer, S.distribution(cfg))
     deadline = time.perf_counter() + cfg.minutes * 60 if cfg.minutes else None
     t0, s0, step, vals = time.perf_counter(), start, start, {}
     last_good = manager.latest_checkpoint
