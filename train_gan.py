@@ -31,9 +31,12 @@ FLAGS = [
         ("--augment", "flag", None, "light augmentation of real images: horizontal flip + shifts up to 4 px"),
     ]),
     ("model", [
-        ("--arch", str, "{stackgan,ta80}", "stackgan: StackGAN-I G/D on cached vectors (default); ta80: the course "
-                                           "baseline (dense G/D, GRU text encoder trained in the loop on raw captions)"),
-        ("--loss", str, "{bce,hinge,magp}", "loss family: bce (default), hinge, magp (hinge + DF-GAN MA-GP)"),
+        ("--arch", str, "{dfgan,stackgan,ta80}", "dfgan (default): text fused into every G block, D reads the text "
+                                                 "at 8x8 and 4x4, with its recipe (magp loss, Adam 0/0.9, lr 1e-4/4e-4, "
+                                                 "EMA G, DiffAugment, hard negatives); stackgan: StackGAN-I G/D; ta80: "
+                                                 "the course baseline (dense G/D, GRU trained in the loop on raw captions)"),
+        ("--loss", str, "{bce,hinge,magp}", "loss family: bce (stackgan default), hinge, magp (hinge + DF-GAN MA-GP; "
+                                            "dfgan default)"),
         ("--ngf", int, "N", "generator width (preset cpu 32, gpu 64)"),
         ("--ndf", int, "N", "discriminator width (preset cpu 32, gpu 64)"),
         ("--z-dim", int, "N", "noise dimension (default 100)"),
@@ -65,7 +68,8 @@ FLAGS = [
                                                               "multiworker = the hosts in TF_CONFIG; auto (default) = "
                                                               "multiworker if TF_CONFIG is set, mirrored on 2+ GPUs, "
                                                               "else none. Same training as one device at --batch-size"),
-        ("--mixed-precision", str, "{auto,on,off}", "mixed_float16 compute: auto = on with a GPU (default)"),
+        ("--mixed-precision", str, "{auto,on,bf16,off}", "on: mixed_float16; bf16: mixed_bfloat16; auto (default): "
+                                                        "float16 on a GPU, bf16 on a CPU with AVX512-BF16/AMX, else off"),
     ]),
 ]
 

@@ -14,8 +14,18 @@ from typing import Any
 
 from tools.errors import UserError
 
-ARCHS = ("stackgan", "ta80")
+ARCHS = ("dfgan", "stackgan", "ta80")
+CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
 LOSSES = ("bce", "hinge", "magp")
+# the recipe each arch is meant to train with; applied after the preset, before explicit options
+ARCH_PRESETS: dict[str, dict[str, Any]] = {
+    # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
+    # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured)
+    "dfgan": dict(loss="magp", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, ema=True, diffaug="translation,cutout",
+                  hard_negatives=0.5),
+    "stackgan": {},
+    "ta80": {},
+}
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (DESIGN.md); 5000 steps ≈ 30 min
     "cpu": dict(ngf=32, ndf=32, batch_size=64, steps=5000, log_every=50, sample_every=500, ckpt_every=500),
@@ -44,8 +54,12 @@ class GanConfig:
     caption_mean_k: int = 1  # condition on the mean of k captions of the image (1 = one random caption)
     augment: bool = False  # light augmentation of real images: horizontal flip + small shifts
     shift_px: int = 4  # largest shift in pixels when augment is on
+    hard_negatives: float = 0.0  # share of mismatched captions mined near the real one (0: all random)
+    hard_neg_low: float = 0.80  # mined mismatched captions have cosine in [low, high] with the real caption
+    hard_neg_high: float = 0.95  # (the upper bound keeps out captions that describe the image equally well)
+    hard_neg_pool: int = 4096  # random caption pool searched per step
     # model
-    arch: str = "stackgan"  # stackgan (cached vectors) | ta80 (course baseline, GRU on raw captions)
+    arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
     ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
     ndf: int = 32  # discriminator width (channels at 4 px = 8·ndf)
     z_dim: int = 100  # noise dimension
@@ -54,11 +68,17 @@ class GanConfig:
     ta80_embed_dim: int = 256  # ta80: word embedding size
     ta80_rnn_dim: int = 128  # ta80: GRU size (= text vector size)
     ta80_dense_dim: int = 128  # ta80: hidden dense size in G and D
+    ema: bool = False  # keep an EMA of G's weights; samples, generate.py and evaluation use it
+    ema_decay: float = 0.999  # EMA decay (with a (1 + n) / (10 + n) warm-up)
+    diffaug: str = ""  # DiffAugment policy before D: "" | translation | cutout | translation,cutout
+    diffaug_translation: float = 0.125  # largest shift, as a share of the image size
+    diffaug_cutout: float = 0.25  # side of the cut-out square, as a share of the image size
     # loss and optimiser
     loss: str = "bce"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
     kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
+    magp_every: int = 1  # lazy MA-GP: the penalty every k steps with weight ×k (1: every step)
     lr_g: float = 2e-4  # generator Adam learning rate
     lr_d: float = 2e-4  # discriminator Adam learning rate
     beta1: float = 0.5  # Adam β1
@@ -78,7 +98,7 @@ class GanConfig:
     # reproducibility and hardware
     seed: int = 0  # seeds weights, data order, noise
     deterministic: bool = False  # tf op determinism (bit-identical reruns, slower)
-    mixed_precision: str = "auto"  # auto (on with a GPU) | on | off
+    mixed_precision: str = "auto"  # auto (float16 on a GPU, bf16 on a CPU with AVX512-BF16/AMX, else off) | on (float16) | bf16 | off
     run_dir: str = "runs"  # parent folder of numbered run folders
     strategy: str = "auto"  # auto (multiworker if TF_CONFIG, mirrored on 2+ GPUs, else none) | none | mirrored | multiworker
     # recorded sections (not options)
@@ -148,7 +168,9 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
     if preset == "auto":
         preset = "gpu" if gpu_available else "cpu"
     preset_values = {k: v for k, v in PRESETS[preset].items() if k != "steps"}
-    cfg = GanConfig().with_overrides({**preset_values, **overrides, "preset": preset})
+    arch = overrides.get("arch", GanConfig.arch)
+    arch_values = ARCH_PRESETS.get(arch, {})  # an unknown arch is refused by validate
+    cfg = GanConfig().with_overrides({**preset_values, **arch_values, **overrides, "preset": preset})
     if not (cfg.steps or cfg.epochs or cfg.minutes):
         cfg = dataclasses.replace(cfg, steps=PRESETS[preset]["steps"])
     validate(cfg)
@@ -202,15 +224,16 @@ def validate(cfg: GanConfig) -> None:
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
-    choice("mixed_precision", ("auto", "on", "off"))
+    choice("mixed_precision", ("auto", "on", "bf16", "off"))
     choice("strategy", ("auto", "none", "mirrored", "multiworker"))
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",
                  "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
-                 "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power"):
+                 "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power", "magp_every", "hard_neg_pool"):
         positive(name)
     for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed"):
         positive(name, strict=False)
-    for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px"):
+    for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px",
+                 "magp_every", "hard_neg_pool"):
         if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool):
             raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: must be an integer")
     if cfg.steps and cfg.epochs:
@@ -221,10 +244,32 @@ def validate(cfg: GanConfig) -> None:
         raise UserError(f"--batch-size {cfg.batch_size}: must be >= 2 (batch statistics, mismatched pairs)")
     if cfg.shift_px >= 16:
         raise UserError(f"--set shift_px={cfg.shift_px}: must be < 16 (a light shift of a 64 px image)")
+    _validate_recipe(cfg)
     if cfg.arch == "ta80" and cfg.caption_mean_k != 1:
         raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
+
+
+def _validate_recipe(cfg: GanConfig) -> None:
+    """EMA, DiffAugment and hard-negative options."""
+    from gan.diffaugment import parse_policy
+
+    try:
+        parse_policy(cfg.diffaug)
+    except ValueError as e:
+        raise UserError(f"--set diffaug={cfg.diffaug!r}: {e}") from None
+    for name in ("diffaug_translation", "diffaug_cutout", "hard_negatives"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"--set {name}={getattr(cfg, name)}: must be in [0, 1]")
+    if not 0 <= cfg.ema_decay < 1:
+        raise UserError(f"--set ema_decay={cfg.ema_decay}: must be in [0, 1)")
+    if not -1 <= cfg.hard_neg_low < cfg.hard_neg_high <= 1:
+        raise UserError(f"--set hard_neg_low={cfg.hard_neg_low} hard_neg_high={cfg.hard_neg_high}: need "
+                        f"-1 <= low < high <= 1 (a cosine band)")
+    if cfg.arch == "ta80" and (cfg.ema or cfg.hard_negatives):
+        raise UserError("--arch ta80 trains its own text encoder on raw captions: EMA and hard negatives are for "
+                        "the cached-vector archs (dfgan, stackgan); drop --set ema / hard_negatives")
 
 
 def d_norm(cfg: GanConfig) -> str:

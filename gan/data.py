@@ -121,10 +121,11 @@ class BatchSampler:
         return images, self._captions(images, rng), self._captions(wrong_images, rng)
 
 
-def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler):
+def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, negatives=None):
     """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]).
 
     `conditions` is [N, D] vectors (averaged over the k captions, float32) or [N, T] int32 word ids (ta80).
+    `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
     """
     is_ids = conditions.dtype.kind in "iu"
 
@@ -133,6 +134,8 @@ def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSamp
         if is_ids:
             return images[img_rows], conditions[rows[:, 0]], conditions[wrong_rows[:, 0]]
         cond = conditions[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
+        if negatives is not None:
+            wrong_rows = negatives.mine(int(step), cond, img_rows, wrong_rows)
         wrong = conditions[wrong_rows].astype(np.float32).mean(axis=1)
         return images[img_rows], cond, wrong
 
@@ -140,9 +143,9 @@ def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSamp
 
 
 def make_dataset(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, start_step: int,
-                 end_step: int | None = None, prefetch: int = 2) -> tf.data.Dataset:
+                 end_step: int | None = None, prefetch: int = 2, negatives=None) -> tf.data.Dataset:
     """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched."""
-    batch = make_batch_fn(images, conditions, sampler)
+    batch = make_batch_fn(images, conditions, sampler, negatives)
     b, size = sampler.batch_size, images.shape[1]
     cond_dtype = tf.int32 if conditions.dtype.kind in "iu" else tf.float32
     cond_shape = (b, conditions.shape[1])

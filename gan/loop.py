@@ -53,8 +53,9 @@ def setup_runtime(cfg: GanConfig) -> dict:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised by the caller: keep its setting
             pass
-    mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    policy = compute_policy(cfg.mixed_precision, bool(gpus))
+    keras.mixed_precision.set_global_policy(policy)
+    mixed = policy != "float32"
     keras.utils.set_random_seed(cfg.seed)  # weight initialisers (python, numpy and TF seeds)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -62,8 +63,27 @@ def setup_runtime(cfg: GanConfig) -> dict:
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         device = f"GPU {details.get('device_name', gpus[0].name)}"
-    return dict(device=device, mixed_precision=mixed, tensorflow=tf.__version__, keras=keras.__version__,
+    return dict(device=device, mixed_precision=mixed, policy=policy, tensorflow=tf.__version__, keras=keras.__version__,
                 python=platform.python_version(), numpy=np.__version__)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): there oneDNN runs bf16 convs at about
+    2.4× the float32 step (bench/train_step.py); elsewhere bf16 is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: stay in float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def compute_policy(option: str, gpu: bool) -> str:
+    """The Keras dtype policy for --mixed-precision: on = mixed_float16 (loss-scaled), bf16 = mixed_bfloat16
+    (float32 weights, bf16 compute, no loss scaling needed), off = float32; auto picks float16 on a GPU and bf16 on
+    a CPU that has it natively."""
+    if option == "auto":
+        option = "on" if gpu else ("bf16" if cpu_has_bf16() else "off")
+    return {"on": "mixed_float16", "bf16": "mixed_bfloat16", "off": "float32"}[option]
 
 
 def conditions_for(cfg: GanConfig, data: TrainingData, run_dir: Path, resuming: bool):
@@ -152,7 +172,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
                                 created=cfg.run.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                 **run_facts))
     R.save_config(run_dir, cfg)
-    log(f"device: {run_facts['device']} | mixed precision {'on' if run_facts['mixed_precision'] else 'off'} | "
+    log(f"device: {run_facts['device']} | precision {run_facts['policy']} | "
         f"arch {cfg.arch} | loss {cfg.loss} | batch {cfg.batch_size} | ngf {cfg.ngf} | ndf {cfg.ndf} | "
         f"{sampler.num_images} usable images")
     log(dist.describe(cfg.batch_size))
@@ -180,10 +200,22 @@ def train(cfg: GanConfig, data: TrainingData | None = None, resume_dir=None, *, 
     start = int(step_var.numpy())
     samples = Samples(cfg, data, conditions, run_dir, trainer)
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
-    ds = make_dataset(images, conditions, sampler, start, total)
+    ds = make_dataset(images, conditions, sampler, start, total, negatives=hard_negatives(cfg, data, sampler, log))
     ds = S.distribute(dist, ds)  # each replica's rows of the global batches
     with writer.as_default():
         return _loop(cfg, trainer, ds, manager, step_var, samples, log, start, total, sampler, after_step, run_dir)
+
+
+def hard_negatives(cfg: GanConfig, data: TrainingData, sampler: BatchSampler, log):
+    """The mismatched-caption miner for cfg (None when hard_negatives is 0 or the arch reads raw captions)."""
+    if not cfg.hard_negatives or cfg.arch == "ta80":
+        return None
+    from gan.negatives import HardNegatives
+
+    log(f"hard negatives: {cfg.hard_negatives:.0%} of mismatched captions mined at cosine "
+        f"{cfg.hard_neg_low:.2f}-{cfg.hard_neg_high:.2f} from a pool of {cfg.hard_neg_pool} per step")
+    return HardNegatives(data.vectors, data.caption_image, sampler.images, cfg.hard_negatives, cfg.hard_neg_low,
+                         cfg.hard_neg_high, cfg.hard_neg_pool, cfg.seed)
 
 
 def _loop(cfg, trainer, ds, manager, step_var, samples, log, start, total, sampler, after_step, run_dir):
@@ -213,7 +245,7 @@ def _steps(cfg, trainer, ds, manager, step_var, samples, log, start, total, samp
     if total is not None and start >= total:
         log(f"already at step {start} of {total}: nothing to do (raise --steps to continue)")
     for batch in ds:
-        step_fn(batch)
+        step_fn(batch, trainer.penalty_due(step))
         step += 1
         state["step"] = step
         if after_step is not None:

@@ -18,7 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from gan import losses as L
-from gan.config import GanConfig, d_norm
+from gan.config import CA_ARCHS, GanConfig, d_norm
+from gan.dfgan import text_scale as dfgan_text_scale
+from gan.diffaugment import diff_augment, parse_policy
+from gan.ema import GeneratorEMA
 
 
 def augment_images(x, rng: tf.random.Generator, shift_px: int):
@@ -39,10 +42,18 @@ def augment_images(x, rng: tf.random.Generator, shift_px: int):
 class GanTrainer(keras.Model):
     """G, D (encoder + conditional head) and, for ta80, the GRU text encoder trained by D's loss."""
 
-    def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, **kwargs):
+    def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, ema_copy=None, **kwargs):
         super().__init__(**kwargs)
         self.generator, self.d_encoder, self.d_head, self.text_encoder = generator, d_encoder, d_head, text_encoder
-        self.has_ca = cfg.arch == "stackgan"
+        self.has_ca = cfg.arch in CA_ARCHS
+        # the generator that samples: the EMA copy when there is one (`ema_copy`, same architecture)
+        self.ema = GeneratorEMA(generator, ema_copy, cfg.ema_decay) if ema_copy is not None else None
+        self.sampler = ema_copy if ema_copy is not None else generator
+        self.diffaug = parse_policy(cfg.diffaug)
+        self.diffaug_translation, self.diffaug_cutout = cfg.diffaug_translation, cfg.diffaug_cutout
+        self.magp_every = cfg.magp_every
+        # D's view of the text: dfgan's D reads unit-scale vectors (gan.dfgan.text_scale), the others the raw ones
+        self.d_text_scale = dfgan_text_scale(cfg.cache.dim) if cfg.arch == "dfgan" else 1.0
         self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
         self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
         self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
@@ -86,14 +97,33 @@ class GanTrainer(keras.Model):
             return image, L.kl_divergence(mu, logvar)
         return self.generator([text, z], training=training), tf.constant(0.0)
 
-    def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs):
-        if self.loss_name == "magp":
+    def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty: bool):
+        if self.loss_name == "magp" and penalty:
+            # lazy MA-GP: every k-th step with weight ×k has the same expected penalty at 1/k of its cost
             norms = L.gradient_norms(gp_tape.gradient(real_logits, gp_inputs))  # [B]
             return L.magp_discriminator_loss(real_logits, wrong_logits, fake_logits, norms,
-                                             self.magp_weight, self.magp_power)
+                                             self.magp_weight * self.magp_every, self.magp_power)
+        if self.loss_name == "magp":
+            return L.hinge_discriminator_loss(real_logits, wrong_logits, fake_logits)
         return self.d_loss_fn(real_logits, wrong_logits, fake_logits)
 
-    def train_step(self, data):
+    def penalty_due(self, step: int) -> bool:
+        """Whether step `step` (0-based) carries the MA-GP term; a Python bool, so each case is one trace."""
+        return self.loss_name == "magp" and step % self.magp_every == 0
+
+    def augment_for_d(self, x):
+        """DiffAugment before D (identity when the policy is empty). [B, 64, 64, 3] -> same."""
+        if not self.diffaug:
+            return x
+        return diff_augment(x, self.rng, self.diffaug, self.diffaug_translation, self.diffaug_cutout)
+
+    def discriminate(self, features, text, training=True):
+        """D head on encoder features (one tensor, or a list for multi-scale encoders) and a text vector -> [B]."""
+        feats = list(features) if isinstance(features, (list, tuple)) else [features]
+        return self.d_head([*feats, text], training=training)
+
+    def train_step(self, data, penalty: bool = True):
+        """One simultaneous D and G update. `penalty`: include the MA-GP term (loss magp; see penalty_due)."""
         images, cond, wrong_cond = data  # uint8 [B, 64, 64, 3]; [B, D] float (ta80: [B, T] int32) ×2
         real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
         if self.augment:
@@ -107,16 +137,19 @@ class GanTrainer(keras.Model):
             t_real, t_wrong = self.text(cond, training=True), self.text(wrong_cond, training=True)
             # generate
             fake, kl = self.generate(tf.stop_gradient(t_real), z, eps, training=True)
+            t_real, t_wrong = t_real * self.d_text_scale, t_wrong * self.d_text_scale  # what D reads
             # discriminate: the real images' features serve the real and the wrong pair
+            # DiffAugment: one draw for the real images (real and wrong pair), one for the fakes (D and G alike)
+            real_seen, fake_seen = self.augment_for_d(real), self.augment_for_d(fake)
             with tf.GradientTape(watch_accessed_variables=False) as gp_tape:
-                gp_inputs = [real, t_real]
+                gp_inputs = [real_seen, t_real]
                 gp_tape.watch(gp_inputs)
-                real_features = self.d_encoder(real, training=True)
-                real_logits = self.d_head([real_features, t_real], training=True)  # [B]
-            wrong_logits = self.d_head([real_features, t_wrong], training=True)  # [B]
-            fake_logits = self.d_head([self.d_encoder(fake, training=True), t_real], training=True)  # [B]
+                real_features = self.d_encoder(real_seen, training=True)
+                real_logits = self.discriminate(real_features, t_real)  # [B]
+            wrong_logits = self.discriminate(real_features, t_wrong)  # [B]
+            fake_logits = self.discriminate(self.d_encoder(fake_seen, training=True), t_real)  # [B]
             # losses (float32)
-            d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs)
+            d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
             g_adv = self.g_loss_fn(fake_logits)
             g_loss = g_adv + self.kl_weight * kl
             d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
@@ -127,6 +160,8 @@ class GanTrainer(keras.Model):
         g_grads = g_tape.gradient(g_scaled, self.g_variables)
         self.d_optimizer.apply(d_grads, self.d_variables)
         self.g_optimizer.apply(g_grads, self.g_variables)
+        if self.ema is not None:
+            self.ema.update(self.g_optimizer.iterations - 1)
 
         self.d_tracker.update_state(d_loss)
         self.g_tracker.update_state(g_adv)
@@ -134,8 +169,9 @@ class GanTrainer(keras.Model):
         return {"d": d_loss, "g": g_adv, "kl": kl}
 
     def sample(self, cond, z):
-        """Deterministic samples (CA mean, ε = 0; BN in inference mode): -> uint8 [B, 64, 64, 3]."""
-        return sample_images(self.generator, self.text_encoder, self.has_ca, cond, z)
+        """Deterministic samples from the sampling generator (the EMA copy when on; CA mean, ε = 0; BN in
+        inference mode; never augmented): -> uint8 [B, 64, 64, 3]."""
+        return sample_images(self.sampler, self.text_encoder, self.has_ca, cond, z)
 
 
 def sample_images(generator, text_encoder, has_ca: bool, cond, z):
@@ -155,7 +191,8 @@ def sample_images(generator, text_encoder, has_ca: bool, cond, z):
 def build_trainer(cfg: GanConfig, vocab_size: int = 0) -> GanTrainer:
     """Models for cfg.arch with Adam(lr, β1, β2) optimizers (loss-scaled under a mixed_float16 policy)."""
     g, d_enc, d_head, text = build_models(cfg, vocab_size)
-    trainer = GanTrainer(g, d_enc, d_head, text, cfg=cfg)
+    ema_copy = build_models(cfg, vocab_size, generator_only=True) if cfg.ema else None
+    trainer = GanTrainer(g, d_enc, d_head, text, cfg=cfg, ema_copy=ema_copy)
     mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
 
     def adam(lr):
@@ -166,18 +203,30 @@ def build_trainer(cfg: GanConfig, vocab_size: int = 0) -> GanTrainer:
     return trainer
 
 
-def build_models(cfg: GanConfig, vocab_size: int = 0):
-    """(generator, d_encoder, d_head, text_encoder or None) for cfg.arch, built under the global dtype policy."""
+def build_models(cfg: GanConfig, vocab_size: int = 0, generator_only: bool = False):
+    """(generator, d_encoder, d_head, text_encoder or None) for cfg.arch, built under the global dtype policy;
+    with generator_only, just a generator (the EMA copy; ta80 has no EMA)."""
     if cfg.arch == "ta80":
         from gan import ta80
 
         text = ta80.build_text_encoder(vocab_size, cfg.ta80_embed_dim, cfg.ta80_rnn_dim)
         g = ta80.build_generator(cfg.ta80_rnn_dim, cfg.z_dim, cfg.ta80_dense_dim)
+        if generator_only:
+            return g
         d_enc, d_head = ta80.build_discriminator(cfg.ta80_rnn_dim, cfg.ta80_dense_dim)
         return g, d_enc, d_head, text
+    if cfg.arch == "dfgan":
+        from gan import dfgan
+
+        g = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)
+        if generator_only:
+            return g
+        return (g, *dfgan.build_discriminator(cfg.cache.dim, cfg.ndf), None)
     from gan import models
 
     g = models.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)
+    if generator_only:
+        return g
     d_enc, d_head = models.build_discriminator(cfg.cache.dim, cfg.ndf, d_norm(cfg))
     return g, d_enc, d_head, None
 
@@ -188,6 +237,8 @@ def checkpoint_objects(trainer: GanTrainer, step: tf.Variable) -> dict:
                 g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
     if trainer.text_encoder is not None:
         objs["text_encoder"] = trainer.text_encoder
+    if trainer.ema is not None:
+        objs["generator_ema"] = trainer.ema.model
     return objs
 
 
@@ -199,7 +250,7 @@ class TrainedGenerator:
         self.z_dim = cfg.z_dim
         self.needs = "texts" if cfg.arch == "ta80" else "vectors"  # what __call__ takes as conditions
         self._generator, self._text_encoder, self._vocab = generator, text_encoder, vocab
-        self._fn = tf.function(lambda cond, z: sample_images(generator, text_encoder, cfg.arch == "stackgan", cond, z),
+        self._fn = tf.function(lambda cond, z: sample_images(generator, text_encoder, cfg.arch in CA_ARCHS, cond, z),
                                reduce_retracing=True)
 
     def __call__(self, conditions, z=None, seed: int | None = 0) -> np.ndarray:
@@ -221,7 +272,8 @@ def load_generator(run_dir, checkpoint=None):
     """Rebuild G from `run_dir/config.json` and restore it from a checkpoint.
 
     checkpoint: None (latest in run_dir/checkpoints), an int step, or a checkpoint path prefix.
-    Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy.
+    Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy;
+    a run trained with `ema` gets its EMA generator (the checkpoint's `generator_ema`), as its samples did.
     """
     from gan.run_dir import find_checkpoint, load_config
 
@@ -236,6 +288,7 @@ def load_generator(run_dir, checkpoint=None):
     finally:
         keras.mixed_precision.set_global_policy(policy)
     step = tf.Variable(0, dtype=tf.int64)
-    objs = dict(generator=g, step=step, **({"text_encoder": text} if text is not None else {}))
+    objs = dict(step=step, **({"text_encoder": text} if text is not None else {}))
+    objs["generator_ema" if cfg.ema else "generator"] = g
     tf.train.Checkpoint(**objs).read(path).expect_partial()
     return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path), cfg

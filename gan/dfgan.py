@@ -1,0 +1,150 @@
+"""`--arch dfgan`: text fused into every generator block, and a discriminator that reads the text at 8×8 and 4×4.
+
+After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentation in front:
+
+    G: text [B, D] (×√D: unit scale per dimension), z [B, Z], ε [B, C] -> CA -> cond = [c, z] [B, C + Z]
+       dense 4×4×8ngf -> 4 × FusedUpBlock (8, 16, 32, 64 px) -> LReLU -> conv 3×3 -> tanh
+       FusedUpBlock: affine(cond) -> LReLU -> upsample ×2 -> conv 3×3 -> affine(cond) -> LReLU, + 1×1 shortcut
+       affine(cond): x·(1 + γ(cond)) + β(cond), γ and β from a small MLP whose last layer starts at zero,
+       so every block starts as the identity modulation (DF-GAN's γ = 1, β = 0 initialisation).
+       No batch norm: per-sample G (the EMA copy needs no running statistics).
+    D encoder: image -> 4 strided 4×4 convs, LReLU, no norm (per-sample, for MA-GP)
+                                                   => [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]]
+    D head: [f8, f4, text] ->
+       one-way output (DF-GAN): text dense 128 tiled 4×4, concatenated with f4 -> conv 3×3 -> LReLU -> conv 4×4
+       + projection terms (Miyato & Koyama 2018) ⟨mean(f8), W8·t⟩ + ⟨mean(f4), W4·t⟩, where the centre disc
+         and the petal layout are still resolved                                 => logit [B] float32
+
+G has the same inputs and outputs as the stackgan generator, so GanTrainer, sampling and load_generator treat
+both alike.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from gan.conditioning import ConditioningAugmentation
+
+IMAGE_SIZE = 64
+
+
+@keras.saving.register_keras_serializable(package="gan")
+class Affine(layers.Layer):
+    """[x [B, H, W, ch], cond [B, K]] -> x·(1 + γ) + β with γ, β [B, ch] from Dense(hidden) -> ReLU -> Dense(2ch).
+
+    The last Dense is zero-initialised: at step 0 the block is unmodulated (γ = 1, β = 0 in DF-GAN's terms)."""
+
+    def __init__(self, channels: int, hidden: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.hidden = channels, hidden
+        self.fc1 = layers.Dense(hidden, activation="relu", name="fc1")  # [B, K] -> [B, hidden]
+        self.fc2 = layers.Dense(2 * channels, kernel_initializer="zeros", name="fc2")  # -> [B, 2ch]
+
+    def build(self, input_shape):
+        x_shape, cond_shape = input_shape
+        self.fc1.build(cond_shape)
+        self.fc2.build((cond_shape[0], self.hidden))
+
+    def call(self, inputs):
+        x, cond = inputs
+        gb = ops.cast(self.fc2(self.fc1(cond)), x.dtype)  # [B, 2ch]
+        gamma, beta = gb[:, None, None, : self.channels], gb[:, None, None, self.channels:]  # [B, 1, 1, ch] ×2
+        return x * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "hidden": self.hidden}
+
+
+def _conv(ch: int, k: int, name: str, strides: int = 1, use_bias: bool = True):
+    return layers.Conv2D(ch, k, strides=strides, padding="same", use_bias=use_bias,
+                         kernel_initializer="he_normal", name=name)
+
+
+def text_scale(text_dim: int) -> float:
+    """Cached sentence vectors are L2-normalised (per-dimension std ~1/√D): ×√D brings them to unit scale per
+    dimension. Without it CA's μ starts ~20× below its noise σ = 1, KL pins μ there, and G ignores the text for
+    hundreds of steps (seen at 500 steps: rows of a sample grid identical). D gets the same scaled vector from
+    GanTrainer, so MA-GP penalises ∂D/∂t at that scale (not √D times larger w.r.t. the unit vector)."""
+    return float(text_dim) ** 0.5
+
+
+def _unit_scale(text, name: str):
+    return layers.Rescaling(text_scale(text.shape[-1]), name=name)(text)
+
+
+def _fused_up_block(h, cond, ch: int, i: int):
+    """[B, H, W, Cin] -> [B, 2H, 2W, ch].
+
+    Per-channel affine, LReLU and a 1×1 conv all commute with nearest-neighbour upsampling, so they run at the
+    input resolution (a quarter of the elements) and only the 3×3 conv's input is upsampled: the same function
+    as upsample-first, at less memory traffic (the step's cost on CPU)."""
+    up = lambda x, tag: layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}{tag}")(x)  # noqa: E731
+    shortcut = up(_conv(ch, 1, f"skip{i}", use_bias=False)(h), "s")
+    r = Affine(h.shape[-1], name=f"fuse{i}a")([h, cond])
+    r = up(layers.LeakyReLU(0.2)(r), "r")
+    r = _conv(ch, 3, f"conv{i}")(r)
+    r = Affine(ch, name=f"fuse{i}b")([r, cond])
+    r = layers.LeakyReLU(0.2)(r)
+    return layers.Add(name=f"res{i}")([shortcut, r])
+
+
+def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32) -> keras.Model:
+    """Inputs [text [B, D], z [B, Z], eps [B, C]] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]]."""
+    text = keras.Input((text_dim,), name="text")
+    z = keras.Input((z_dim,), name="z")
+    eps = keras.Input((c_dim,), name="eps")
+    c, mu, logvar = ConditioningAugmentation(c_dim, name="ca")([_unit_scale(text, "g_text_scale"), eps])  # [B, C] ×3
+    cond = layers.Concatenate(name="c_z")([c, z])  # [B, C + Z]: what every block is modulated by
+    h = layers.Dense(4 * 4 * 8 * ngf, name="fc")(cond)
+    h = layers.Reshape((4, 4, 8 * ngf))(h)  # [B, 4, 4, 8ngf]
+    for i, ch in enumerate((4 * ngf, 2 * ngf, ngf, max(ngf // 2, 1))):  # 8, 16, 32, 64 px
+        h = _fused_up_block(h, cond, ch, i)
+    h = layers.LeakyReLU(0.2)(h)
+    h = _conv(3, 3, "to_rgb")(h)
+    image = layers.Activation("tanh", dtype="float32", name="image")(h)  # [B, 64, 64, 3]
+    return keras.Model([text, z, eps], [image, mu, logvar], name="generator")
+
+
+def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same", dtype=None):
+    # DCGAN init: small initial gradients w.r.t. the image keep the p = 6 MA-GP term near 0 at the start
+    return layers.Conv2D(ch, k, strides=strides, padding=padding, kernel_initializer=_DCGAN_INIT, name=name,
+                         dtype=dtype)
+
+
+_DCGAN_INIT = keras.initializers.RandomNormal(0.0, 0.02)
+
+
+def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128):
+    """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
+    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32."""
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    h, feats = image, []
+    for i, ch in enumerate((ndf, 2 * ndf, 4 * ndf, 8 * ndf)):  # 32, 16, 8, 4 px
+        h = layers.LeakyReLU(0.2)(_d_conv(ch, 4, f"conv{i}", strides=2)(h))
+        if i >= 2:
+            feats.append(h)
+    encoder = keras.Model(image, feats, name="d_encoder")
+
+    f8 = keras.Input((8, 8, 4 * ndf), name="f8")
+    f4 = keras.Input((4, 4, 8 * ndf), name="f4")
+    text = keras.Input((text_dim,), name="text")  # already at unit scale: GanTrainer applies D_TEXT_SCALE
+    # one-way output: the sentence tiled over the 4×4 features
+    t = layers.LeakyReLU(0.2)(layers.Dense(text_proj, name="text_proj")(text))  # [B, D] -> [B, 128]
+    t = layers.UpSampling2D(4, name="tile")(layers.Reshape((1, 1, text_proj))(t))  # [B, 4, 4, 128]
+    h = layers.Concatenate(name="joint")([f4, t])  # [B, 4, 4, 8ndf + 128]
+    h = layers.LeakyReLU(0.2)(_d_conv(2 * ndf, 3, "joint_conv")(h))
+    h = _d_conv(1, 4, "logit", padding="valid", dtype="float32")(h)  # [B, 1, 1, 1]
+    logit = layers.Reshape((), dtype="float32", name="flat")(h)  # [B]
+    # projection terms: <pooled features, W·t> at 8×8 and 4×4
+    terms = [logit]
+    for name, f, ch in (("proj8", f8, 4 * ndf), ("proj4", f4, 8 * ndf)):
+        phi = layers.GlobalAveragePooling2D(name=f"{name}_pool")(f)  # [B, ch]
+        wt = layers.Dense(ch, use_bias=False, kernel_initializer=_DCGAN_INIT, name=f"{name}_w")(text)  # [B, ch]
+        dot = layers.Dot(axes=1, dtype="float32", name=name)([phi, wt])  # [B, 1]
+        terms.append(layers.Reshape((), dtype="float32", name=f"{name}_flat")(dot))  # [B]
+    out = layers.Add(dtype="float32", name="d_logit")(terms)
+    head = keras.Model([f8, f4, text], out, name="d_head")
+    return encoder, head

@@ -1,0 +1,259 @@
+"""--arch dfgan and its recipe: fused G, multi-scale D, EMA generator, DiffAugment, hard mismatched pairs,
+lazy MA-GP, the arch preset and bf16 selection."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import train_gan
+from test_gan_fixtures import make_cache
+
+# tiny dfgan runs; float32 on every machine so the numbers do not depend on the CPU's bf16 support
+TINY = ["--ngf", "8", "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
+        "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=2",
+        "--set", "hard_neg_low=-1", "--set", "hard_neg_high=0.999", "--set", "magp_every=2"]
+
+
+def cli(args) -> str:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        train_gan.main([str(a) for a in args])
+    return buf.getvalue()
+
+
+def ckpt_tensors(path) -> dict:
+    reader = tf.train.load_checkpoint(str(path))
+    return {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(str(path)) if "CHECKPOINTABLE" not in n}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dfgan")
+    return tmp, make_cache(tmp)
+
+
+@pytest.fixture(scope="module")
+def run6(work):
+    tmp, cache = work
+    cli(["--embeddings", cache, "--run-dir", tmp / "runs", "--steps", 6, "--log-every", 3, "--ckpt-every", 3,
+         "--sample-every", 3, *TINY])
+    return tmp / "runs" / "00001-tiny-flowers-testhash"
+
+
+def _cfg(cache, **options):
+    from gan.config import resolve
+    from gan.data import read_cache
+
+    cfg = resolve(dict(embeddings=str(cache), ngf=8, ndf=8, batch_size=4, z_dim=8, c_dim=8, mixed_precision="off",
+                       **options), False)
+    return replace(cfg, cache=read_cache(cache).info)
+
+
+def _batch(cache):
+    from gan.data import read_cache
+
+    v = read_cache(cache).vectors
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    return (tf.constant(images), tf.constant(v[[0, 3, 6, 9]].astype(np.float32)),
+            tf.constant(v[[3, 6, 9, 0]].astype(np.float32)))
+
+
+# ------------------------------------------------------------------------------------------ config
+def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
+    _, cache = work
+    cfg = _cfg(cache)
+    assert cfg.arch == "dfgan" and cfg.loss == "magp" and (cfg.lr_g, cfg.lr_d) == (1e-4, 4e-4)
+    assert (cfg.beta1, cfg.beta2) == (0.0, 0.9) and cfg.ema and cfg.diffaug == "translation,cutout"
+    assert cfg.hard_negatives == 0.5
+    mine = _cfg(cache, loss="hinge", ema=False, lr_d=1e-3)
+    assert mine.loss == "hinge" and not mine.ema and mine.lr_d == 1e-3 and mine.lr_g == 1e-4
+    stack = _cfg(cache, arch="stackgan")
+    assert stack.loss == "bce" and not stack.ema and stack.diffaug == "" and stack.hard_negatives == 0.0
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--set", "diffaug=color"], r"diffaug='color': unknown DiffAugment policy color; choose from translation"),
+    (["--set", "hard_neg_low=0.9", "--set", "hard_neg_high=0.8"], r"need -1 <= low < high <= 1"),
+    (["--set", "ema_decay=1.0"], r"ema_decay=1.0: must be in \[0, 1\)"),
+    (["--arch", "ta80", "--set", "ema=true"], r"EMA and hard negatives are for the cached-vector archs"),
+    (["--mixed-precision", "fp8"], r"--mixed_precision 'fp8': choose one of auto, on, bf16, off|"
+                                   r"--mixed-precision 'fp8': choose one of auto, on, bf16, off"),
+])
+def test_recipe_option_errors_are_one_line(work, args, pattern):
+    from tools.errors import UserError
+
+    _, cache = work
+    with pytest.raises(UserError, match=pattern) as e:
+        cli(["--embeddings", cache, "--dry-run", *args])
+    assert "\n" not in str(e.value)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from gan import loop
+
+    assert loop.compute_policy("auto", gpu=True) == "mixed_float16"
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert loop.compute_policy("auto", gpu=False) == "mixed_bfloat16"
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert loop.compute_policy("auto", gpu=False) == "float32"
+    assert loop.compute_policy("bf16", gpu=False) == "mixed_bfloat16" and loop.compute_policy("off", True) == "float32"
+
+
+# -------------------------------------------------------------------------------------- one train step
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_one_dfgan_step_is_finite_and_moves_g_d_and_ema(work, policy):
+    from gan.trainer import build_trainer
+
+    _, cache = work
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        trainer = build_trainer(_cfg(cache))
+        g_before = [v.numpy().copy() for v in trainer.generator.trainable_variables]
+        d_vars = trainer.d_variables
+        d_before = [v.numpy().copy() for v in d_vars]
+        ema_before = [v.numpy().copy() for v in trainer.ema.model.trainable_variables]
+        losses = {k: float(v) for k, v in trainer.train_step(_batch(cache)).items()}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert set(losses) == {"d", "g", "kl"} and all(np.isfinite(list(losses.values())))
+    moved = lambda before, now: [not np.array_equal(b, v.numpy()) for b, v in zip(before, now)]  # noqa: E731
+    g_moved = moved(g_before, trainer.generator.trainable_variables)
+    # the zero-initialised last layer of each affine MLP moves; its first layer gets no gradient until then
+    g_names = [v.path for v in trainer.generator.trainable_variables]
+    assert all(m for m, n in zip(g_moved, g_names) if "fc1" not in n)
+    d_moved = dict(zip([v.path for v in d_vars], moved(d_before, d_vars)))
+    # every D weight moves but the final bias, whose hinge gradient is exactly -1 + ½(1 + 1) = 0 at the start
+    assert [n for n, m in d_moved.items() if not m] in ([], ["logit/bias"])
+    # after one step the EMA (warm-up decay min(0.999, 1/10) = 0.1) moved 90 % of the way towards G
+    ema_now = trainer.ema.model.trainable_variables
+    k = g_names.index(next(n for n in g_names if n.endswith("to_rgb/kernel")))
+    g_k, e_before, e_now = trainer.generator.trainable_variables[k].numpy(), ema_before[k], ema_now[k].numpy()
+    np.testing.assert_allclose(e_now, 0.1 * e_before + 0.9 * g_k, rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(e_now, g_k)
+
+
+def test_lazy_magp_is_due_every_k_steps_with_weight_k(work):
+    from gan import losses as L
+    from gan.trainer import build_trainer
+
+    _, cache = work
+    trainer = build_trainer(_cfg(cache, magp_every=4))
+    assert [trainer.penalty_due(s) for s in range(6)] == [True, False, False, False, True, False]
+    real, wrong, fake = tf.constant([0.5, -2.0]), tf.constant([0.0, 0.0]), tf.constant([0.0, 1.0])
+    with tf.GradientTape() as tape:
+        x = tf.constant([[1.0, 2.0], [0.0, 1.0]])
+        tape.watch(x)
+        r = tf.reduce_sum(x * x, axis=1) + real
+    with_gp = trainer._d_loss(r, wrong, fake, tape, [x], penalty=True)
+    # hinge: E[relu(1 - r)] + ½(E[relu(1 + w)] + E[relu(1 + f)]) with r = [5.5, -1.0] -> (0 + 2)/2 + ½(1 + 1.5);
+    # MA-GP: k · 2 · E[‖2x‖⁶] = 4 · 2 · (√20⁶ + 2⁶)/2 = 8 · (8000 + 64)/2 = 32 256
+    np.testing.assert_allclose(float(with_gp), 2.25 + 32256.0, rtol=1e-6)
+    assert float(trainer._d_loss(r, wrong, fake, tape, [x], penalty=False)) == pytest.approx(2.25)
+    assert float(L.hinge_discriminator_loss(r, wrong, fake)) == pytest.approx(2.25)
+
+
+# ------------------------------------------------------------------------------------------ EMA
+def test_ema_generator_is_saved_and_is_what_load_generator_returns(run6):
+    from gan.data import read_cache
+    from gan.trainer import load_generator
+
+    t = ckpt_tensors(run6 / "checkpoints" / "ckpt-6")
+    ema = {n: v for n, v in t.items() if n.startswith("generator_ema/")}
+    raw = {n: v for n, v in t.items() if not n.startswith("generator_ema/")}  # G's own weights, D, Adam slots
+    assert len(ema) > 10
+    gen, cfg = load_generator(run6)
+    assert cfg.ema and gen.step == 6
+    weights = [w.numpy() for w in gen._generator.weights]
+    in_ckpt = lambda w, d: any(v.shape == w.shape and np.array_equal(v, w) for v in d.values())  # noqa: E731
+    assert all(in_ckpt(w, ema) for w in weights)  # every loaded weight is the EMA's
+    assert not all(in_ckpt(w, raw) for w in weights)  # and they are not the raw generator's
+    # and the run's last sample grid was drawn by that generator
+    rows = json.loads((run6 / "samples_captions.json").read_text())["cache_rows"]
+    vectors = read_cache(cfg.cache.path).vectors[rows].astype(np.float32)
+    z = np.random.default_rng([cfg.seed, 3]).standard_normal((2, cfg.z_dim)).astype(np.float32)
+    grid = np.asarray(Image.open(run6 / "samples" / "step_000006.png"))
+    images = gen(np.repeat(vectors, 2, axis=0), np.tile(z, (2, 1)))
+    np.testing.assert_array_equal(images[3], grid[64:128, 64:128])
+
+
+def test_resume_restores_ema_and_augmentation_state_bit_identically(work, run6):
+    tmp, cache = work
+    cli(["--embeddings", cache, "--run-dir", tmp / "runs", "--steps", 3, "--log-every", 3, "--ckpt-every", 3,
+         "--sample-every", 3, *TINY])
+    run = tmp / "runs" / "00002-tiny-flowers-testhash"
+    out = cli(["--resume", run, "--steps", 6])
+    assert "at step 3" in out
+    a, b = ckpt_tensors(run6 / "checkpoints" / "ckpt-6"), ckpt_tensors(run / "checkpoints" / "ckpt-6")
+    assert a.keys() == b.keys()
+    assert any(n.startswith("generator_ema/") for n in a) and any(n.startswith("rng/") for n in a)
+    # same process, same machine, same ops: resuming must not change a single bit (EMA, Adam, RNG included)
+    assert [n for n in a if not np.array_equal(a[n], b[n])] == []
+
+
+# ------------------------------------------------------------------------------------------ DiffAugment
+def test_diffaugment_keeps_shapes_and_moves_or_cuts_pixels():
+    from gan.diffaugment import cutout, diff_augment, translate
+
+    x = tf.ones([8, 64, 64, 3])
+    rng = tf.random.Generator.from_seed(1)
+    out = diff_augment(x, rng)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    # cutout of side 16 fully inside the image zeroes at most 16 × 16 pixels, at least 8 × 8 (border overhang)
+    cut = cutout(x, tf.random.Generator.from_seed(2), 0.25).numpy()
+    zeros = (cut[..., 0] == 0).sum(axis=(1, 2))
+    assert ((zeros <= 256) & (zeros >= 64)).all() and (zeros == 256).any()
+    # translation by at most 8 px: a single bright pixel stays one bright pixel, within 8 px of where it was
+    dot = np.zeros([8, 64, 64, 3], np.float32)
+    dot[:, 32, 32] = 1.0
+    moved = translate(tf.constant(dot), tf.random.Generator.from_seed(3), 0.125).numpy()
+    ys, xs = np.nonzero(moved[..., 0].reshape(8, 64, 64).sum(axis=0))
+    assert moved.sum() == 8 * 3 and (np.abs(ys - 32) <= 8).all() and (np.abs(xs - 32) <= 8).all()
+    assert len(set(zip(ys.tolist(), xs.tolist()))) > 1  # different shifts per image
+
+
+def test_sampling_is_never_augmented(work):
+    from gan.trainer import build_trainer
+
+    _, cache = work
+    trainer = build_trainer(_cfg(cache))
+    cond = _batch(cache)[1]
+    z = tf.random.stateless_normal([4, 8], seed=[0, 1])
+    state = trainer.rng.state.numpy().copy()
+    a, b = trainer.sample(cond, z).numpy(), trainer.sample(cond, z).numpy()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(state, trainer.rng.state.numpy())  # no random draw at sampling
+
+
+# ------------------------------------------------------------------------------------------ hard negatives
+def test_hard_negatives_come_from_other_images_inside_the_band_and_are_keyed_by_step():
+    from gan.negatives import HardNegatives
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1, 32))
+    # 40 images × 5 captions: image i's captions are noisy copies of a direction that drifts with i
+    dirs = base + 0.15 * np.cumsum(rng.standard_normal((40, 32)), axis=0)
+    vectors = np.repeat(dirs, 5, axis=0) + 0.05 * rng.standard_normal((200, 32))
+    caption_image = np.repeat(np.arange(40), 5)
+    miner = HardNegatives(vectors, caption_image, np.arange(40), share=1.0, low=0.8, high=0.97, pool=200, seed=0)
+    images = np.array([3, 10, 20, 30])
+    rows = images * 5
+    cond = vectors[rows].astype(np.float32)
+    wrong = np.full((4, 1), -1)  # a sentinel: what is not replaced stays -1
+    mined = miner.mine(5, cond, images, wrong)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    replaced = mined[:, 0] != wrong[:, 0]
+    assert replaced.sum() >= 3 and miner.stats["mined"] == replaced.sum()
+    for b in np.flatnonzero(replaced):
+        assert caption_image[mined[b, 0]] != images[b]
+        assert 0.8 - 1e-3 <= unit[rows[b]] @ unit[mined[b, 0]] <= 0.97 + 1e-3
+    np.testing.assert_array_equal(mined, miner.mine(5, cond, images, wrong))  # a pure function of the step
+    none = HardNegatives(vectors, caption_image, np.arange(40), 0.0, 0.8, 0.97, 200, 0)
+    np.testing.assert_array_equal(none.mine(5, cond, images, wrong), wrong)
