@@ -3,6 +3,7 @@
     python bench/precompute.py                 # 20 000 synthetic captions, minilm (several minutes on 2 cores)
     python bench/precompute.py --n 2000 --scale 2
     python bench/precompute.py --peer --scale 0  # + sentence-transformers from bench/.peer-venv (bench/peer.py)
+    python bench/precompute.py --workers 2 --scale 0  # + the same build on 2 local Ray workers, and the merge's cost
 
 project: cache.writer.build_cache_report — distinct captions only, encoded in chunks of 2048, length-sorted
          batches through a compiled tf.function, vectors scattered to an HDF5 file chunk by chunk.
@@ -14,6 +15,8 @@ path itself needs. The project path is also run at N x --scale to show that grow
 --peer adds sentence-transformers `encode` (its own venv, created on first use) on the same captions, and
 with it the project path at precision=bfloat16 where the CPU has AVX512-BF16 or AMX: captions/s per caption
 actually encoded, whole-process seconds, the ratios, max |difference| of the vectors, GFLOP/s vs the fp32 peak.
+--workers W adds cache.ray_pool.build_cache_ray on W local Ray actors (their model loading inside the timing),
+the file compared with the project path's, and the single writer's merge timed alone at N/4, N and 4N.
 Captions: data/synthetic-flowers if it holds enough, else the same generator (tools.synthetic: same
 templates and duplicate rate) without rendering images.
 """
@@ -132,6 +135,77 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+# --- --workers: the distributed path (cache/ray_pool.py) beside the project path -----------------------------------
+def ray_child(n: int, encoder_spec: str, workers: int, out: str) -> None:
+    """In this process: a local Ray with `workers` CPUs, the cache built on `workers` actors (timed from the
+    actors' start: each loads the model itself), then the merge alone timed at N/4, N, 4N with a 384-d GloVe file
+    (the merge does not depend on the encoder; GloVe encodes fast). Prints one JSON line."""
+    import numpy as np
+
+    from cache.ray_pool import build_cache_ray, ray_session
+    from embeddings.glove import tokenize
+    from embeddings.registry import get_encoder
+
+    dataset = bench_dataset(n)
+    encoder = get_encoder(encoder_spec)
+    if not encoder.needs_fit:
+        encoder.encode(["warm up the model weights"], compiled=False)
+    start = time.perf_counter()
+    with ray_session(num_cpus=workers):
+        ray_start, loaded_rss = time.perf_counter() - start, _vm_hwm()
+        report = build_cache_ray(dataset, encoder, out, workers=workers, force=True, log=None)
+        result = {"mode": "ray", "captions": report.num_captions, "unique": report.num_unique, "dim": report.dim,
+                  "seconds": report.seconds, "encode_s": report.encode_s, "merge_s": report.merge_s,
+                  "shards": report.num_shards, "ray_start_s": ray_start, "peak_rss": _vm_hwm(),
+                  "encode_rss": _vm_hwm() - loaded_rss, "merge": []}
+        for size in (n // 4, n, 4 * n):
+            data = bench_dataset(size)
+            words = sorted({w for c in data.captions for w in tokenize(c)})
+            rng = np.random.default_rng(0)
+            glove = Path(out).with_name(f"glove-{size}.txt")
+            glove.write_text("".join(f"{w} " + " ".join(f"{x:.5f}" for x in rng.normal(size=384)) + "\n" for w in words))
+            merged = build_cache_ray(data, get_encoder(f"glove:{glove}"), Path(out).with_name(f"merge-{size}.h5"),
+                                     workers=workers, force=True, log=None)
+            result["merge"].append({"captions": merged.num_captions, "seconds": merged.merge_s})
+    print(json.dumps(result))
+
+
+def ray_bench(args, tmp: Path, project: dict) -> tuple[tuple[str, dict], list[str]]:
+    """(table row, summary lines) of the --workers run, compared with the project path's file and speed."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import precompute; "
+            f"precompute.ray_child({args.n}, {args.encoder!r}, {args.workers}, {str(tmp / 'ray.h5')!r})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+    if proc.returncode != 0:
+        sys.exit(f"ray path failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  ray      N={args.n:<7d} {r['seconds']:7.1f} s", flush=True)
+    diff = max_difference(tmp / "ray.h5", tmp / "project.h5")
+    same = _same_except_created(tmp / "ray.h5", tmp / "project.h5")
+    ratio = (r["captions"] / r["seconds"]) / (project["captions"] / project["seconds"])
+    merge = " | ".join(f"N={m['captions']}: {m['seconds']:.2f} s = {1e6 * m['seconds'] / m['captions']:.1f} us/caption"
+                       for m in r["merge"])
+    lines = [f"ray --workers {args.workers} / project: {ratio:.2f}x captions/s on {os.cpu_count()} CPUs (workers load "
+             f"their own model inside the timing; Ray start {r['ray_start_s']:.1f} s not timed); pool "
+             f"{r['encode_s']:.1f} s, merge {r['merge_s']:.2f} s, {r['shards']} shards; max |difference| vs project: "
+             f"{diff:.2e}; file equal to project's except 'created': {same}",
+             f"merge (single writer, 384-d float32, all shards done): {merge}"]
+    return (f"ray --workers {args.workers} (shards, then one merge; driver RSS)", r), lines
+
+
+def _same_except_created(a: Path, b: Path) -> bool:
+    """Every dataset byte-equal and every attribute equal but the build time."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        names = []
+        fa.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        attrs = lambda f: {k: v for k, v in f.attrs.items() if k != "created"}  # noqa: E731
+        return attrs(fa) == attrs(fb) and all(
+            name in fb and np.array_equal(fa[name][()], fb[name][()]) for name in names)
+
+
 # --- --peer: sentence-transformers beside the project path (bench/peer.py) ------------------------------------------
 def peer_bench(args, tmp: Path, project: dict) -> list[str]:
     """The --peer table: sentence-transformers, the project (float32), and bfloat16 where the CPU has it."""
@@ -176,6 +250,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=20000, help="captions (default 20000; rounded up to whole images)")
     p.add_argument("--scale", type=int, default=4, help="also run the project path at N x SCALE (default 4; 0: skip)")
     p.add_argument("--encoder", default="minilm", help="encoder spec for both paths (default minilm)")
+    p.add_argument("--workers", type=int, default=0, help="also build on W local Ray workers (cache/ray_pool.py) and "
+                   "time the merge at N/4, N, 4N (default 0: skip; needs requirements-ray.txt)")
     p.add_argument("--peer", action="store_true", help="also time sentence-transformers encode on the same captions "
                    "(bench/.peer-venv, created on first use) and the project at precision=bfloat16 where supported")
     p.add_argument("--peer-batch", type=int, default=64, help="sentence-transformers batch size (default 64)")
@@ -196,12 +272,14 @@ def main() -> None:
 
         diff = max_difference(Path(tmp) / "project.h5", Path(tmp) / "naive.h5")
         bigger = run_child("project", args.n * args.scale, args.encoder, Path(tmp) / "big.h5") if args.scale > 1 else None
+        ray_row, ray_lines = ray_bench(args, Path(tmp), project) if args.workers else (None, [])
         peer_report = peer_bench(args, Path(tmp), project) if args.peer else []
     ratio = (project["captions"] / project["seconds"]) / (naive["captions"] / naive["seconds"])
     rows = [("naive (eager, input order, no dedup, batch 64)", naive),
             ("project (dedup, chunks, length-sorted, tf.function)", project)]
     if bigger:
         rows.append((f"project at {args.scale}x N", bigger))
+    rows += [ray_row] if ray_row else []
     print()
     print(table(rows))
     print(f"\nspeed-up project / naive: {ratio:.2f}x  (target >= 2.0x);  max |difference| of the vectors: {diff:.2e}")
@@ -210,6 +288,8 @@ def main() -> None:
         print(f"memory flat in N: encode RSS {project['encode_rss'] / 2**20:,.0f} MiB at N={project['captions']}, "
               f"{bigger['encode_rss'] / 2**20:,.0f} MiB at N={bigger['captions']} "
               f"(holding all [N, {bigger['dim']}] float32 vectors would need {4 * bigger['dim'] * bigger['captions'] / 2**20:,.0f} MiB)")
+    if ray_lines:
+        print("\n".join(ray_lines))
 
     if peer_report:
         print("\n" + "\n".join(peer_report))

@@ -93,6 +93,8 @@ def shard_chunks_from_flags(workers, address, worker_cpus, shard_size) -> int | 
     if not (workers or address):
         return None
     check_ray_installed()
+    if address:
+        _check_reachable(address)
     return shard_size // chunk if shard_size else SHARD_CHUNKS
 
 
@@ -104,7 +106,26 @@ def check_ray_installed() -> None:
         raise UserError(f"--workers/--ray-address run on Ray, which is not installed: {RAY_PIP}")
 
 
+def is_loopback(address: str | None) -> bool:
+    """A local Ray (None) or an address on this host's loopback ("127.0.0.1:6379", "localhost:6379")."""
+    host = (address or "127.0.0.1").removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in one line now rather than after Ray's minutes of connection retries."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise UserError(f"--ray-address {address}: no Ray head answers there ({e}); give HOST:PORT of a running "
+                        "head (ray start --head ... prints it; ray status checks it)") from None
+
+
 def import_ray(local: bool):
+    """`ray`, imported with LOCAL_RAY_ENV set first when the cluster is on this host (local=True)."""
     if local:
         if "ray" in sys.modules and sys.modules["ray"]._private.ray_constants.ENABLE_RAY_CLUSTER:
             raise RuntimeError("ray was imported before cache.ray_pool could set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; "
@@ -122,7 +143,7 @@ def import_ray(local: bool):
 def ray_session(num_cpus: int | None = None, address: str | None = None):
     """Yield `ray`, connected: to `address`, or to a new local Ray with `num_cpus` on 127.0.0.1. A session the
     caller already holds (ray.is_initialized()) is used as it is and left running."""
-    ray = import_ray(local=address is None)
+    ray = import_ray(local=is_loopback(address))  # 127.0.0.1 stays 127.0.0.1 (Ray would swap in the host's IP)
     if ray.is_initialized():
         yield ray
         return
@@ -130,6 +151,7 @@ def ray_session(num_cpus: int | None = None, address: str | None = None):
     temp = None
     try:
         if address:
+            _check_reachable(address)
             try:
                 ray.init(address=address, **quiet)
             except (ConnectionError, ValueError, RuntimeError) as e:

@@ -242,8 +242,9 @@ def test_shard_files_are_checked(tmp_path):
     assert ShardStore.open(out, "key-c", 1000, 64, 3, log=lambda *_: None).is_done(0) is False
 
 
-def test_without_ray_one_line_error(tmp_path):
-    """--workers without Ray installed: one line naming the pip install, before any data or model is loaded."""
+def test_one_line_errors_before_loading(tmp_path):
+    """Ray missing: one line naming the pip install; a bad shard size or an address where no head answers: one
+    line each, before any data or model is loaded (the --data folder does not even exist)."""
     argv = ["precompute_embeddings.py", "--workers", "2", "--data", str(tmp_path / "nowhere")]
     code = (f"import runpy, sys; sys.modules['ray'] = None; sys.argv = {argv!r}; "
             "runpy.run_path('precompute_embeddings.py', run_name='__main__')")
@@ -256,3 +257,11 @@ def test_without_ray_one_line_error(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: --shard-size 3000 must be a multiple of 2048 (whole cache chunks), e.g. 2048")
+    nobody = run_cli("--ray-address", "127.0.0.1:9", "--data", str(tmp_path / "nowhere"))
+    assert nobody.returncode == 1
+    assert nobody.stderr.strip().splitlines()[-1].startswith(
+        "error: --ray-address 127.0.0.1:9: no Ray head answers there")
+    from cache.ray_pool import is_loopback
+
+    assert [is_loopback(a) for a in (None, "127.0.0.1:6379", "localhost:1", "[::1]:6379", "10.0.0.5:6379")] == [
+        True, True, True, True, False]
