@@ -32,6 +32,9 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
     dataset_name, dataset_root (absolute), dataset_layout
     versions        JSON {python, numpy, h5py, tensorflow, transformers (if loaded)}
     created         ISO-8601 UTC time of the first attempt (kept on resume; SOURCE_DATE_EPOCH overrides)
+    precision_check only for a reduced-precision encoder (hf/minilm precision=bfloat16): JSON {precision,
+                    against: "float32", texts, min_cosine} measured on up to 256 of the distinct captions
+                    before anything is written; a build refuses to start below cosine 0.9999
 
 How a build runs: the file is first written to FILE.partial with everything except the vectors (texts,
 indices, fitted encoder state, attributes, and captions/embedding allocated in full, zero-filled), then
@@ -65,6 +68,8 @@ CHUNK_UNIQUE = 2048  # distinct captions per encode call and per progress step
 SCATTER_ROWS = 256  # caption rows per HDF5 write: HDF5 selections get slow beyond a few hundred rows
 CHUNK_BYTES = 1 << 18  # target size of one HDF5 chunk of captions/embedding
 DTYPES = ("float32", "float16")
+ATTR_PRECISION_CHECK = "precision_check"
+PRECISION_SAMPLE = 256  # distinct captions (spread over the length order) encoded both ways by the check
 KILL_ENV = "T2I_CACHE_TEST_KILL"  # test-only: "chunk:K" = SIGKILL after chunk K is recorded,
 #                                   "rows:K" = after chunk K's rows are written, before it is recorded
 
@@ -174,6 +179,7 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
     if encoder.needs_fit:
         log(f"fitting {encoder.spec} on {dataset.num_captions} captions")
         encoder.fit(dataset.captions)
+    check = _precision_check(encoder, plan.texts)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)
@@ -207,9 +213,20 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
             L.ATTR_VERSIONS: json.dumps(library_versions(), sort_keys=True),
             L.ATTR_CREATED: _created(),
         }
+        if check:
+            attrs[ATTR_PRECISION_CHECK] = json.dumps(check, sort_keys=True)
         for key, value in attrs.items():
             f.attrs[key] = value
     os.replace(tmp, out)
+
+
+def _precision_check(encoder, texts: list[str]) -> dict | None:
+    """A bfloat16 encoder's cosine to float32 on a spread sample of the captions (UserError below 0.9999)."""
+    check = getattr(encoder, "precision_check", None)
+    if check is None:
+        return None
+    step = max(1, -(-len(texts) // PRECISION_SAMPLE))
+    return check(texts[::step])
 
 
 def _write_strings(f: h5py.File, name: str, items) -> None:

@@ -25,7 +25,11 @@ OPTIONS = {
     "pooling": Option("mean", "token pooling", ("mean", "cls", "pooler")),
     "max_length": Option(128, "tokens per text; longer texts are truncated"),
     "normalize": Option(True, "L2-normalise each vector"),
+    "precision": Option("float32", "matmul precision; bfloat16 (BERT only) is ~1.5x faster on CPUs with AVX512-BF16 "
+                        "or AMX, and a cache build refuses it unless cosine to float32 >= 0.9999",
+                        ("float32", "bfloat16")),
 }
+MIN_BF16_COSINE = 0.9999  # bfloat16 vectors must stay this close to the float32 ones (checked per cache build)
 PIP_TRANSFORMERS = "'transformers>=4.57,<5' tf-keras==2.21.0"
 
 
@@ -149,8 +153,12 @@ class HFEncoder(BatchedEncoder):
         self.family, self.source = family, source
         self.options = resolve_options(family, declared, options)
         self.pooling, self.max_length = self.options["pooling"], self.options["max_length"]
-        self.normalize = self.options["normalize"]
+        self.normalize, self.precision = self.options["normalize"], self.options["precision"]
         self._info = dict(info or {})
+        if self.precision == "bfloat16":  # before loading any weights
+            from embeddings.bert_forward import require_onednn
+
+            require_onednn(f"{family}:{source}" if family == "hf" else family)
         model, loading, weights = load_tf_model(source)
         self._check_loading(loading)
         self.model = model
@@ -165,6 +173,15 @@ class HFEncoder(BatchedEncoder):
         self._token_types = "token_type_ids" in self.tokenizer.model_input_names
         self._pad_id = self.tokenizer.pad_token_id or 0
         self._info.update(model_type=model.config.model_type, weights=weights)
+        self._fast = None  # BertForward in bfloat16, when precision=bfloat16
+        if self.precision == "bfloat16":
+            from embeddings.bert_forward import BertForward, check_supported
+
+            check_supported(model.config, f"{family}:{source}" if family == "hf" else family)
+            if self.pooling == "pooler":
+                raise UserError(f"{family}: precision=bfloat16 computes token states only — use pooling=mean or cls")
+            self._fast = BertForward(model, "bfloat16")
+            self.batch_size = 64  # measured: bf16 64 > 128 and > 32 (oneDNN, 2 cores)
         self._compiled = self._compile()
         self._run_batch(self._prepare(["probe"])[0], compiled=True)  # trace once now; fails early on bad pooling
 
@@ -182,6 +199,8 @@ class HFEncoder(BatchedEncoder):
         """ids, mask [B, T] int32 -> [B, H] pooled (unnormalised)."""
         import tensorflow as tf
 
+        if self._fast is not None:
+            return pool(self._fast(ids, mask), mask, self.pooling)
         kwargs = {"input_ids": ids, "attention_mask": mask, "training": False}
         if self._token_types:
             kwargs["token_type_ids"] = tf.zeros_like(ids)
@@ -214,8 +233,30 @@ class HFEncoder(BatchedEncoder):
         return fn(tf.constant(ids), tf.constant(mask)).numpy()
 
     def config(self) -> dict:
+        # precision is listed only when it is not the default, so float32 configs (and the fingerprints of the
+        # caches built before the option existed) are unchanged
+        options = {k: v for k, v in self.options.items() if k != "precision" or v != "float32"}
         return {"spec": self.spec, "family": self.family, "arg": self.source if self.family == "hf" else "",
-                "options": dict(self.options), "dim": self.dim, **self._info}
+                "options": options, "dim": self.dim, **self._info}
+
+    def precision_check(self, texts: list[str]) -> dict | None:
+        """bfloat16 only: encode `texts` both ways; {"precision", "against", "texts", "min_cosine"}. A UserError
+        if the cosine to the float32 vectors falls below MIN_BF16_COSINE. None for float32 (nothing to check)."""
+        if self._fast is None or not texts:
+            return None
+        low = self.encode(texts)
+        fast, compiled = self._fast, self._compiled
+        try:  # the same batches through the transformers float32 model
+            self._fast, self._compiled = None, self._compile()
+            ref = self.encode(texts)
+        finally:
+            self._fast, self._compiled = fast, compiled
+        cos = np.sum(low * ref, axis=1) / np.maximum(np.linalg.norm(low, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
+        worst = float(cos.min())
+        if worst < MIN_BF16_COSINE:
+            raise UserError(f"{self.spec}: bfloat16 vectors drift from float32 (min cosine {worst:.6f} < "
+                            f"{MIN_BF16_COSINE} on {len(texts)} captions) — use precision=float32")
+        return {"precision": "bfloat16", "against": "float32", "texts": len(texts), "min_cosine": worst}
 
 
 def build_hf(arg: str, options: dict) -> HFEncoder:

@@ -3,7 +3,9 @@ models the tests build (tests/encoder_fixtures.py); fitted-state round trips; on
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,6 +78,44 @@ def test_minilm_from_config_and_spec_options(minilm):
     assert again.spec == "minilm" and again.model is not minilm.model
     sentences, _ = reference()
     assert again.encode(sentences[:4]).tobytes() == minilm.encode(sentences[:4]).tobytes()
+
+
+_BF16_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, h5py
+from cache.writer import build_cache
+from embeddings.registry import get_encoder
+from tools.dataset import CaptionDataset
+texts = json.loads(sys.argv[3])
+low = get_encoder("minilm", precision="bfloat16")
+ds = CaptionDataset("bf16", sys.argv[2], "manifest", ["a", "b"], ["/x/a.png", "/x/b.png"], texts,
+                    np.arange(len(texts)) % 2)
+with h5py.File(build_cache(ds, low, sys.argv[2] + "/c.h5", log=None), "r") as f:
+    np.save(sys.argv[2] + "/v.npy", f["captions/embedding"][()])
+    print(json.dumps({"check": json.loads(f.attrs["precision_check"]), "spec": str(f.attrs["encoder"]),
+                      "options": json.loads(f.attrs["encoder_config"])["options"]}))
+"""
+
+
+def test_minilm_bfloat16_stays_within_cosine_of_float32_and_the_cache_records_it(minilm, tmp_path):
+    """bf16 needs oneDNN (off in this process for bit-identity), so the build runs in a child with it on."""
+    sentences, expected = reference()
+    texts = sentences + [c for c in CAPTIONS if c]  # (the empty caption, 0.99995, is the closest call)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}
+    run = subprocess.run([sys.executable, "-c", _BF16_SCRIPT, str(Path(__file__).parents[1]), str(tmp_path),
+                          json.dumps(texts)], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["spec"] == "minilm?precision=bfloat16" and out["options"]["precision"] == "bfloat16"
+    assert "precision" not in minilm.config()["options"]  # float32 configs (so cache fingerprints) are unchanged
+    check, low = out["check"], np.load(tmp_path / "v.npy")
+    assert check["precision"] == "bfloat16" and check["against"] == "float32" and check["texts"] == len(set(texts))
+    cos = np.sum(low * minilm.encode(texts), axis=1)  # both L2-normalised
+    assert 0.9999 <= check["min_cosine"] <= 1.0 and cos.min() >= 0.9999
+    assert np.abs(low - minilm.encode(texts)).max() > 1e-5  # really bf16, and still close
+    assert np.sum(low[: len(sentences)] * expected, axis=1).min() >= 0.9999  # to sentence-transformers' too
+    one_line_error(lambda: get_encoder("minilm", precision="bfloat16"), "oneDNN", "precision=float32")
 
 
 # ---------------------------------------------------------------------------------------------------- hf:
