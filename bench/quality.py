@@ -1,12 +1,16 @@
-"""Fixed-budget quality benchmark on the synthetic flowers: MiniLM vs TF-IDF conditioning vs the ta80 baseline.
+"""Fixed-budget quality benchmark on the synthetic flowers: the archs and encoders side by side at one step budget.
 
-    python bench/quality.py                                   # CPU: 30 minutes of training per arm, then evaluation
-    python bench/quality.py --steps 20000                     # a GPU: a step budget instead
-    python bench/quality.py --runs minilm=runs/00001-synthetic-flowers-minilm   # reuse a finished run; its budget
-                                                              # becomes the budget of the arms still to train
+    python bench/quality.py                                   # 5 000 steps of batch 64 per arm, then evaluation
+    python bench/quality.py --steps 20000 --set preset=gpu    # on a GPU
+    python bench/quality.py --runs dfgan-minilm=runs/00001-synthetic-flowers-minilm   # reuse a finished run; its
+                                                              # budget becomes the budget of the arms still to train
+    python bench/quality.py --arms dfgan-minilm,stackgan      # a subset of the arms
 
-(a) minilm: our GAN on the MiniLM cache   (b) tfidf: our GAN on the TF-IDF cache
-(c) ta80: the course baseline (--arch ta80: dense G/D, GRU text encoder trained in the loop on raw captions)
+(a) stackgan: StackGAN-I on the MiniLM cache (the default before dfgan)   (b) dfgan-minilm: --arch dfgan, MiniLM
+(c) dfgan-tfidf: --arch dfgan on the TF-IDF cache   (d) ta80: the course baseline (dense G/D, GRU text encoder
+trained in the loop on raw captions)
+The step budget is the unit of comparison: it means the same on every machine. Minutes and ms/step are reported
+beside it (they depend on the machine: quote lscpu with them).
 Same budget and seed for each, evaluated on the set's held-out test captions (tools/evaluate.py --run); one
 table with the real-data reference beside it, written to bench/results/quality-<date>.md, .json and a bar chart .png.
 Runs and the reuse record (comparison.json) live in --out: an interrupted benchmark continues where it stopped.
@@ -26,8 +30,14 @@ sys.path.insert(0, str(REPO))
 
 from tools.errors import UserError, run_cli  # noqa: E402
 
-ARMS = ("minilm", "tfidf", "ta80")
-DEFAULT_MINUTES = 30.0
+ARMS = ("stackgan", "dfgan-minilm", "dfgan-tfidf", "ta80")
+DEFAULT_STEPS = 5000
+ARM_SPECS = {  # arm -> (encoder spec of its cache, GAN options of the arm)
+    "stackgan": ("minilm", {"arch": "stackgan"}),
+    "dfgan-minilm": ("minilm", {"arch": "dfgan"}),
+    "dfgan-tfidf": ("tfidf", {"arch": "dfgan"}),
+    "ta80": ("minilm", {"arch": "ta80"}),  # ta80 reads the raw captions of the cache
+}
 
 
 def parse_args(argv=None):
@@ -35,9 +45,12 @@ def parse_args(argv=None):
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=REPO / "data" / "synthetic-flowers",
                    help="synthetic-flowers folder (default: %(default)s)")
-    p.add_argument("--minutes", type=float, help=f"training minutes per arm (default {DEFAULT_MINUTES:g}, unless "
-                                                 "--steps is given or --runs supplies the budget)")
-    p.add_argument("--steps", type=int, help="training steps per arm (with --minutes: whichever comes first)")
+    p.add_argument("--steps", type=int, help=f"training steps per arm (default {DEFAULT_STEPS}, unless --runs "
+                                             "supplies the budget)")
+    p.add_argument("--minutes", type=float, help="training minutes per arm instead (not comparable across machines)")
+    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run (default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a GAN option for every arm, e.g. preset=gpu (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run and of the evaluation (default 0)")
     p.add_argument("--n-per-caption", type=int, default=2, help="noise samples per test caption (default 2)")
     p.add_argument("--runs", default="", metavar="ARM=RUN_DIR,...",
@@ -80,25 +93,43 @@ def budget(args, runs: dict[str, Path]) -> dict:
         return given
     if len({json.dumps(b, sort_keys=True) for b in found.values()}) > 1:
         raise UserError(f"--runs were trained with different budgets ({found}); give runs with one budget")
-    return next(iter(found.values())) if found else {"minutes": DEFAULT_MINUTES}
+    return next(iter(found.values())) if found else {"steps": DEFAULT_STEPS}
 
 
-def table(state: dict) -> tuple[str, list[dict]]:
+def table(state: dict, arms: list[str]) -> tuple[str, list[dict]]:
     """Markdown table (rows: metrics; columns: arms + real reference) and the same numbers as records."""
     from tools.evaluation.compare import metric_rows
 
-    rows = {arm: metric_rows(state["arms"][arm], synthetic=True) for arm in ARMS}
+    rows = {arm: metric_rows(state["arms"][arm], synthetic=True) for arm in arms}
     digits = {"FID": 2, "IS": 1, "diversity": 2, "ms/step": 0}
-    heads = [f"({chr(97 + i)}) {arm}" for i, arm in enumerate(ARMS)]
-    lines = ["| metric | " + " | ".join(heads) + " | real reference |", "|---" * (len(ARMS) + 2) + "|"]
+    heads = [f"({chr(97 + ARMS.index(arm))}) {arm}" for arm in arms]
+    lines = ["| metric | " + " | ".join(heads) + " | real reference |", "|---" * (len(arms) + 2) + "|"]
     records = []
-    with_metrics = next((arm for arm in ARMS if state["arms"][arm].get("metrics")), ARMS[0])
+    with_metrics = next((arm for arm in arms if state["arms"][arm].get("metrics")), arms[0])
     for k, (label, _, real) in enumerate(rows[with_metrics]):  # the real references are the same for every arm
-        values = [rows[arm][k][1] for arm in ARMS]
+        values = [rows[arm][k][1] for arm in arms]
         lines.append(f"| {label} | " + " | ".join(_f(v, digits.get(label, 3)) for v in values) +
                      f" | {_f(real, digits.get(label, 3))} |")
-        records.append({"metric": label, **dict(zip(ARMS, values)), "real": real})
+        records.append({"metric": label, **dict(zip(arms, values)), "real": real})
     return "\n".join(lines), records
+
+
+def machine() -> str:
+    """'AMD EPYC, 2 cores, AVX-512, AVX512-BF16 (auto precision: mixed_bfloat16)' from lscpu: minutes and ms/step
+    mean nothing without it."""
+    import subprocess
+
+    from gan.flops import cpu_peak
+    from gan.loop import compute_policy, cpu_has_bf16
+
+    try:
+        peak = cpu_peak(subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout,
+                        Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+        cpu = f"{peak.model}, {peak.cores} cores, {'AVX-512' if peak.lanes == 16 else 'AVX2' if peak.lanes == 8 else 'SSE'}"
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        cpu = "CPU unknown (no lscpu)"
+    return (f"{cpu}{', AVX512-BF16' if cpu_has_bf16() else ''} "
+            f"(auto precision on this CPU: {compute_policy('auto', gpu=False)})")
 
 
 def _f(v, digits: int) -> str:
@@ -110,24 +141,27 @@ def _f(v, digits: int) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs = parse_runs(args.runs)
+    chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if not chosen or any(a not in ARMS for a in chosen):
+        raise UserError(f"--arms {args.arms!r}: choose from {', '.join(ARMS)}")
     if not (args.data / "attributes.jsonl").is_file():
         raise UserError(f"--data {args.data}: not a synthetic-flowers folder (no attributes.jsonl); make it with "
                         f"python tools/make_synthetic_flowers.py --out {args.data} --n 8000 --seed 0")
+    from gan.config import parse_set
     from tools.datasets import load_dataset
     from tools.evaluation.compare import Arm, Plan, run_comparison
 
-    train = {**budget(args, runs), "seed": args.seed}
+    train = {**parse_set(args.set), **budget(args, runs), "seed": args.seed}
     # the linear probe is compare_encoders' question; the benchmark measures the GANs only
-    arms = [Arm("minilm", "minilm", probe=False), Arm("tfidf", "tfidf", probe=False),
-            Arm("ta80", "minilm", {"arch": "ta80"}, probe=False)]  # ta80 reads the raw captions of the cache
+    arms = [Arm(name, *ARM_SPECS[name], probe=False) for name in chosen]
     plan = Plan(load_dataset(args.data), args.out, train=train, n_per_caption=args.n_per_caption, seed=args.seed,
                 runs=runs)
     print(f"quality benchmark: budget {train} per arm; runs in {args.out}")
     state = run_comparison(arms, plan)
-    text, records = table(state)
+    text, records = table(state, chosen)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    arms_info = {a: {k: state["arms"][a].get(k) for k in ("run_dir", "cache", "steps", "ms_per_step")} for a in ARMS}
-    header = (f"# Quality benchmark {date}\n\nData {args.data} ({plan.dataset.num_images} images); budget per arm "
+    arms_info = {a: {k: state["arms"][a].get(k) for k in ("run_dir", "cache", "steps", "ms_per_step")} for a in chosen}
+    header = (f"# Quality benchmark {date}\n\nMachine: {machine()}.\nData {args.data} ({plan.dataset.num_images} images); budget per arm "
               f"`{train}`; {args.n_per_caption} samples per test caption; runs: " +
               "; ".join(f"{a} = `{info['run_dir']}`" for a, info in arms_info.items()) + "\n\n")
     args.results.mkdir(parents=True, exist_ok=True)
@@ -139,7 +173,7 @@ def main(argv=None) -> int:
     md.write_text(header + text + "\n", encoding="utf-8")
     js.write_text(json.dumps({"date": date, "data": str(args.data), "budget": train, "n_per_caption": args.n_per_caption,
                               "arms": arms_info, "table": records,
-                              "metrics": {a: state["arms"][a].get("metrics") for a in ARMS}}, indent=2) + "\n")
+                              "metrics": {a: state["arms"][a].get("metrics") for a in chosen}}, indent=2) + "\n")
     print(text)
     print(f"wrote {md}, {js} and {png}")
     return 0

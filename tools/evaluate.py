@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--matcher-dir", type=Path, help="where R-precision matchers are cached (default cache/matcher)")
     o.add_argument("--real-limit", type=int, default=2000, help="least real reference images drawn from the dataset; 2x the generated count when that is more (default 2000)")
     o.add_argument("--seed", type=int, default=0, help="seed of the real subset and R-precision candidates (default 0)")
+    o.add_argument("--quick", action="store_true", help="leave out both R-precisions (their matchers train on first "
+                                                        "use, minutes on a CPU): attributes, FID, IS, diversity only")
     return p.parse_args(argv)
 
 
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_images(
         images, captions, args.dataset, args.cache, classifier_dir=args.classifier_dir, matcher_dir=args.matcher_dir,
         inception_weights=args.inception_weights, real_limit=args.real_limit, seed=args.seed,
+        r_precision=not args.quick,
     )
     metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
     out = args.out or args.images / "metrics.json"

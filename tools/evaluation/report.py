@@ -65,7 +65,7 @@ def _as_64(images: np.ndarray, where: str) -> np.ndarray:
 def evaluate_images(
     images_by_id: dict[str, np.ndarray], captions: dict[str, dict], dataset_dir=None, cache_path=None, *,
     classifier_dir=None, matcher_dir=None, inception_weights=None, real_limit: int = REAL_LIMIT, seed: int = 0,
-    log=print,
+    log=print, r_precision: bool = True,
 ) -> dict:
     """Score generated images against their captions.
 
@@ -75,6 +75,7 @@ def evaluate_images(
     images as the reference and trains the shared R-precision judge when no cache is given.
     cache_path: the embedding cache the GAN trained on; enables both R-precisions (matchers train on first use)
     and gives the real reference for datasets without attribute labels.
+    r_precision: False leaves out both R-precisions (their matchers train on first use: the quick setting).
     """
     ids = [i for i in images_by_id if len(images_by_id[i])]
     unknown = [i for i in ids if i not in captions]
@@ -106,9 +107,13 @@ def evaluate_images(
         "classifier": {k: clf.meta.get(k) for k in ("version", "data_seed", "n_train", "heldout_accuracy")},
     }
     texts = [captions[i]["caption"] for i in ids]
-    out["r_precision"] = _r_precision(texts, images, owner, cache_path, matcher_dir, seed, log)
-    out["r_precision_shared"] = _r_precision_shared(texts, images, owner, cache_path, ref["dataset_dir"],
-                                                    matcher_dir, seed, log)
+    if not r_precision:
+        skipped = {"value": None, "why": "left out (--quick)"}
+        out["r_precision"], out["r_precision_shared"] = skipped, dict(skipped)
+    else:
+        out["r_precision"] = _r_precision(texts, images, owner, cache_path, matcher_dir, seed, log)
+        out["r_precision_shared"] = _r_precision_shared(texts, images, owner, cache_path, ref["dataset_dir"],
+                                                        matcher_dir, seed, log)
     if inception_weights:
         out["inception"] = _inception_metrics(inception_weights, images, real, seed)
     return out
