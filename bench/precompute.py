@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SYNTHETIC = REPO / "data" / "synthetic-flowers"
 PER_IMAGE = 10  # captions per synthetic image
+THREADS_ENV = "T2I_BENCH_THREADS"  # --threads K: intra-op threads of every child (TF and torch alike)
 
 
 def bench_dataset(n: int):
@@ -81,6 +82,11 @@ def child(mode: str, n: int, encoder_spec: str, out: str) -> None:
     from embeddings.common import naive_encode
     from embeddings.registry import get_encoder
 
+    if os.environ.get(THREADS_ENV):  # --threads: before TF runs its first op
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(os.environ[THREADS_ENV]))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     dataset = bench_dataset(n)
     start = time.perf_counter()
     encoder = get_encoder(encoder_spec)
@@ -256,9 +262,13 @@ def main() -> None:
                    "(bench/.peer-venv, created on first use) and the project at precision=bfloat16 where supported")
     p.add_argument("--peer-batch", type=int, default=64, help="sentence-transformers batch size (default 64)")
     p.add_argument("--peer-only", action="store_true", help="with --peer: skip the naive path (and --scale)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads in every child, TF and torch alike "
+                   "(default 0: each library's own default; 1 keeps thread barriers out of a shared machine's timings)")
     p.add_argument("--child", choices=["project", "naive"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        os.environ[THREADS_ENV] = str(args.threads)
     if args.child:
         return child(args.child, args.n, args.encoder, args.out)
     with tempfile.TemporaryDirectory() as tmp:
