@@ -85,7 +85,7 @@ async def load(url: str, captions: list[str], concurrency: int, n: int, seconds:
             try:
                 r = await http.post(url + "/api/generate", json=body)
             except httpx.HTTPError as e:
-                errors.append(type(e).__name__)
+                errors.append(f"{type(e).__name__}: {e!r}"[:120])  # the kind and what the transport said
                 continue
             if r.status_code != 200:
                 errors.append(str(r.status_code))
