@@ -1,8 +1,12 @@
-"""Text-to-image GAN trained from cached text vectors (StackGAN stage-I grade, 64×64, matching-aware).
+"""Text-to-image GAN trained from cached text vectors (64×64, conditioning augmentation, matching-aware D).
 
     conditioning.py  conditioning augmentation layer (text vector -> c, μ, log σ²)
     losses.py        pure loss functions: bce / hinge / magp families, KL term
-    models.py        StackGAN-I generator and discriminator (encoder + conditional head)
+    dfgan.py         the default arch: text fused into every G block (affine from [c, z]), D reads text at 8×8 and 4×4
+    models.py        StackGAN-I generator and discriminator (encoder + conditional head), --arch stackgan
+    diffaugment.py   DiffAugment before D (translation, cutout; never colour)
+    ema.py           EMA of the generator's weights (what samples, generate.py and evaluation use)
+    negatives.py     hard mismatched captions mined in the cached embedding space
     ta80.py          the course baseline (--arch ta80): dense G/D, GRU text encoder on raw captions
     config.py        GanConfig (every option, defaults, presets) and all option checks
     data.py          embedding cache in memory, step-keyed batch sampler, tf.data pipeline
