@@ -58,7 +58,7 @@ def server(tmp_path_factory, request):
     proc.wait(20)
 
 
-def test_page_draws_what_you_type_and_keeps_the_last_prompts(server, browser, tmp_path):
+def test_page_draws_what_you_type_and_keeps_the_last_prompts(browser, server, tmp_path):  # browser first: skip early
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     console_errors = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
@@ -128,7 +128,7 @@ def test_page_draws_what_you_type_and_keeps_the_last_prompts(server, browser, tm
     page.close()
 
 
-def test_page_keeps_only_the_last_five_prompts(server, browser):
+def test_page_keeps_only_the_last_five_prompts(browser, server):
     page = browser.new_page()
     page.goto(server["url"] + "/")
     page.wait_for_selector("#examples button.example")
