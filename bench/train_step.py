@@ -259,15 +259,21 @@ def print_flop_accounting(plain) -> None:
 
 
 def print_arch_table(rows: list[Row], batch: int, peak) -> None:
-    plain = {r.arch: r.ms for r in rows if r.name == "plain"}
-    print(f"\n{'arch':<9} {'row':<28} {'ms/step':>8} {'img/s':>6} {'vs plain':>8} {'GFLOP/step':>10} "
+    """One line per row; 'rounds' is the range of the row's per-round ratio to its arch's plain row (same round),
+    which shows how much the busy machine moved the ratio."""
+    plain = {r.arch: r for r in rows if r.name == "plain"}
+    print(f"\n{'arch':<9} {'row':<28} {'ms/step':>8} {'img/s':>6} {'vs plain':>8} {'rounds':>11} {'GFLOP/step':>10} "
           f"{'GFLOP/s':>8} {'of peak':>7}")
     for r in rows:
         gflops = r.flops / r.ms / 1e6
         of_peak = gflops / (peak.gflops * (BF16_PEAK_FACTOR if "bfloat16" in r.name else 1))
         img = f"{batch * 1000 / r.ms:>6.0f}" if r.arch != "-" else f"{'':>6}"
-        ratio = f"{r.ms / plain[r.arch]:>7.2f}x" if r.arch in plain else f"{'':>8}"
-        print(f"{r.arch:<9} {r.name:<28} {r.ms:>8.1f} {img} {ratio} {r.flops / 1e9:>10.2f} {gflops:>8.1f} "
+        ratio, spread = f"{'':>8}", f"{'':>11}"
+        if r.arch in plain:
+            per_round = [t / p for t, p in zip(r.times, plain[r.arch].times)]
+            ratio = f"{r.ms / plain[r.arch].ms:>7.2f}x"
+            spread = f"{min(per_round):>5.2f}-{max(per_round):<5.2f}"
+        print(f"{r.arch:<9} {r.name:<28} {r.ms:>8.1f} {img} {ratio} {spread} {r.flops / 1e9:>10.2f} {gflops:>8.1f} "
               f"{of_peak:>6.1%}")
 
 
