@@ -108,13 +108,15 @@ def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int 
     return keras.Model([text, z, eps], [image, mu, logvar], name="generator")
 
 
+def _dcgan_init():
+    """DCGAN init N(0, 0.02): small initial gradients w.r.t. the image keep the p = 6 MA-GP term near 0 at the start.
+    A new initializer per layer, so each draws its own numbers from the seed keras.utils.set_random_seed set."""
+    return keras.initializers.RandomNormal(0.0, 0.02)
+
+
 def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same", dtype=None):
-    # DCGAN init: small initial gradients w.r.t. the image keep the p = 6 MA-GP term near 0 at the start
-    return layers.Conv2D(ch, k, strides=strides, padding=padding, kernel_initializer=_DCGAN_INIT, name=name,
+    return layers.Conv2D(ch, k, strides=strides, padding=padding, kernel_initializer=_dcgan_init(), name=name,
                          dtype=dtype)
-
-
-_DCGAN_INIT = keras.initializers.RandomNormal(0.0, 0.02)
 
 
 def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128):
@@ -142,7 +144,7 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128):
     terms = [logit]
     for name, f, ch in (("proj8", f8, 4 * ndf), ("proj4", f4, 8 * ndf)):
         phi = layers.GlobalAveragePooling2D(name=f"{name}_pool")(f)  # [B, ch]
-        wt = layers.Dense(ch, use_bias=False, kernel_initializer=_DCGAN_INIT, name=f"{name}_w")(text)  # [B, ch]
+        wt = layers.Dense(ch, use_bias=False, kernel_initializer=_dcgan_init(), name=f"{name}_w")(text)  # [B, ch]
         dot = layers.Dot(axes=1, dtype="float32", name=name)([phi, wt])  # [B, 1]
         terms.append(layers.Reshape((), dtype="float32", name=f"{name}_flat")(dot))  # [B]
     out = layers.Add(dtype="float32", name="d_logit")(terms)

@@ -257,3 +257,19 @@ def test_hard_negatives_come_from_other_images_inside_the_band_and_are_keyed_by_
     np.testing.assert_array_equal(mined, miner.mine(5, cond, images, wrong))  # a pure function of the step
     none = HardNegatives(vectors, caption_image, np.arange(40), 0.0, 0.8, 0.97, 200, 0)
     np.testing.assert_array_equal(none.mine(5, cond, images, wrong), wrong)
+
+
+def test_each_d_layer_draws_its_own_seeded_initial_weights():
+    from gan import dfgan
+
+    def kernels():
+        keras.utils.set_random_seed(5)
+        enc, head = dfgan.build_discriminator(16, ndf=4)
+        return [enc.get_layer(f"conv{i}").kernel.numpy().ravel()[:40] for i in range(4)] + \
+            [head.get_layer("proj8_w").kernel.numpy().ravel()[:40]]
+
+    first, again = kernels(), kernels()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)  # the seed decides
+    prefixes = [k[:40].tobytes() for k in first]
+    assert len(set(prefixes)) == len(prefixes)  # no layer starts with another layer's numbers

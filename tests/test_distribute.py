@@ -29,21 +29,6 @@ TIMEOUT_S = 600  # a hung worker (a collective waiting for a dead peer) ends the
 
 
 # --------------------------------------------------------------------------------------- subprocess side
-def _import_models():
-    # gan/dfgan.py's module-level _DCGAN_INIT takes its seed from Python's (unseeded) `random` when first imported,
-    # so D's initial weights differ from process to process whatever --seed says; seed `random` before that import
-    # so every process here starts from the same weights (harmless once the initialiser is made per layer)
-    import random
-
-    import keras  # noqa: F401  (importing TF and Keras draws from `random` too: before the seed)
-
-    random.seed(0)
-    try:
-        import gan.dfgan  # noqa: F401
-    except ImportError:  # an arch without it
-        pass
-
-
 def _mirrored_main(out_json, cache, parent, arch):
     """Two logical CPUs: the same `arch` run without a strategy (5 steps: also the multi-worker reference) and with
     MirroredStrategy (2 steps); plus the per-replica noise check."""
@@ -51,7 +36,6 @@ def _mirrored_main(out_json, cache, parent, arch):
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    _import_models()
     from dataclasses import replace
 
     from gan import strategy as S
@@ -85,7 +69,6 @@ def _noise_check(dist, S) -> dict:
 
 def _train_main(out_npz, argv):
     """train_gan.main(argv), saving every variable (models, optimizers, RNG) after the last step to out_npz."""
-    _import_models()
     import gan.loop as loop
     import train_gan
 
