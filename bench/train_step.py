@@ -7,7 +7,8 @@ the cached pipeline costs, and where a step's time goes.
 
 Every row below is measured in the same process run, in rounds: each round runs --steps steps of every row in
 turn (the order rotates per round), and each figure is the median over rounds. Ratios between rows are what
-carries across a busy machine; absolute ms/step do not.
+carries across a busy machine; absolute ms/step do not. On a machine shared with other jobs, alternate finely
+(--steps 1 --rounds 15): bursts of others' work then hit every row alike; the 'rounds' column shows the spread.
 
 Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from the layer shapes):
   plain      tf.function(trainer.train_step) in float32, as train_gan.py calls it (dfgan: MA-GP on every step)
