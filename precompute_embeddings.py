@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an existing Ray cluster, e.g. 10.0.0.5:6379 (default --workers: one per cluster CPU)")
     ray.add_argument("--worker-cpus", type=int, metavar="N", default=1, help="CPUs (TF threads) per worker (default 1)")
     ray.add_argument("--shard-size", type=int, metavar="N", default=None,
-                     help="distinct captions per shard, a multiple of 2048 (default 4096); a resumed build "
+                     help="distinct captions per shard, a multiple of 2048 (default 2048); a resumed build "
                           "keeps its own")
     return parser
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from tools.errors import UserError
 
-SHARD_CHUNKS = 2  # chunks per shard: 4096 distinct captions, ~10-20 s of MiniLM on one core; small enough to
-#                   balance a few workers on 20k captions and to lose little to a kill, large enough that per-shard
-#                   overhead (a task, a file, a sha256) stays under 1 %
+SHARD_CHUNKS = 1  # chunks per shard: 2048 distinct captions, ~5-10 s of MiniLM on one core. Workers take shards
+#                   as they finish, so small shards balance (4096-caption shards left one of 2 workers idle for
+#                   half the run on 4 784 captions); per-shard overhead (a task, a 3 MB file, its sha256) is ~10 ms
 TMP_MARK = ".tmp-"
 
 
