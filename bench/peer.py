@@ -117,13 +117,14 @@ def machine_peak():
 def peer_lines(rows: list[tuple[str, dict]], peer: dict, diffs: dict, peak, load: tuple) -> list[str]:
     """The --peer table: per caption actually encoded, whole process for all captions, GFLOP/s vs the peak."""
     head = (f"{'path':30s} {'captions':>8s} {'encoded':>7s} {'encode s':>8s} {'encoded/s':>9s} {'/CPU-s':>7s} "
-            f"{'process s':>9s} {'CPU s':>6s} {'GFLOP/s':>7s} {'of peak':>7s}")
+            f"{'process s':>9s} {'CPU s':>6s} {'GFLOP/s':>7s} {'of peak':>7s} {'per CPU-s':>9s} {'of core':>7s}")
     lines = [head, "-" * len(head)]
     for name, r in rows:
         rate, gflops = r["encoded"] / r["encode_s"], r["flops"] / r["encode_s"] / 1e9
         lines.append(f"{name:30s} {r['captions']:8d} {r['encoded']:7d} {r['encode_s']:8.1f} {rate:9.1f} "
                      f"{r['encoded'] / r['encode_cpu_s']:7.1f} {r['process_s']:9.1f} {r['cpu_s']:6.1f} {gflops:7.1f} "
-                     f"{gflops / peak.gflops:7.1%}")
+                     f"{gflops / peak.gflops:7.1%} {r['flops'] / r['encode_cpu_s'] / 1e9:9.1f} "
+                     f"{r['flops'] / r['encode_cpu_s'] / 1e9 / (peak.gflops / peak.cores):7.1%}")
     st = rows[0][1]
     st_rate, st_cpu_rate = st["encoded"] / st["encode_s"], st["encoded"] / st["encode_cpu_s"]
     for name, r in rows[1:]:
@@ -136,7 +137,8 @@ def peer_lines(rows: list[tuple[str, dict]], peer: dict, diffs: dict, peak, load
         f"({peer['threads']} threads, batch {peer['batch_size']}), every caption (it does not dedup); project: "
         "distinct captions only. encode s: the encoding stage alone (project: the whole cache build); process s: "
         "the child process from start to exit (imports, model load, encoding, writing); CPU s: user+sys of it; "
-        "/CPU-s: captions encoded per CPU-second of the encoding stage (less sensitive to other load).",
+        "/CPU-s: captions encoded per CPU-second of the encoding stage (less sensitive to other load); "
+        "per CPU-s / of core: GFLOP per CPU-second of it, against one core's fp32 peak.",
         f"GFLOP/s: MiniLM forward FLOPs of the captions encoded (real tokens, no padding) / encode s. fp32 peak "
         f"{peak.gflops:.0f} GFLOP/s = {peak.cores} cores x {peak.ghz:.3f} GHz x {peak.flop_per_cycle} FLOP/cycle "
         f"({peak.lanes} fp32 lanes x 2 (FMA) x {peak.fma_units} FMA unit(s): {peak.why}; the clock is what "
