@@ -14,4 +14,6 @@
     trainer.py       GanTrainer (keras.Model with train_step) and load_generator for generate.py
     loop.py          the training loop: run folder, checkpoints, samples, progress lines, NaN guard
     run_dir.py       numbered run folders, config.json, train.log, sample grids, TensorBoard writes
+    strategy.py      tf.distribute: --strategy none | mirrored | multiworker, replica-aware step and data
+    flops.py         FLOPs per layer and per training step from the layer shapes; the CPU's fp32 peak
 """
