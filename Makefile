@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data/synthetic-flowers
 CACHE  ?= cache/synthetic-flowers-minilm.h5
 # the demo's training is sized in steps (the same learning on every machine), not minutes
-DEMO_STEPS   ?= 600
+DEMO_STEPS   ?= 250
 DEMO_RUNS    ?= runs/demo
 DEMO_OUT     ?= out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
