@@ -68,13 +68,16 @@ def setup_runtime(cfg: GanConfig) -> dict:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): there oneDNN runs bf16 convs at about
-    2.4× the float32 step (bench/train_step.py); elsewhere bf16 is emulated and slower than float32."""
+    """Whether bfloat16 runs natively here: a CPU with AVX512-BF16 or AMX-BF16 and TF's oneDNN kernels on. There a
+    step takes 0.59× the float32 one (bench/train_step.py); elsewhere (no such CPU, or TF_ENABLE_ONEDNN_OPTS=0,
+    as the test suite sets) bf16 is emulated and far slower than float32."""
+    from embeddings.bert_forward import onednn_enabled
+
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:  # not Linux: stay in float32
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and onednn_enabled()
 
 
 def compute_policy(option: str, gpu: bool) -> str:
@@ -181,7 +184,17 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool):
 
 def train(cfg: GanConfig, data: TrainingData | None = None, resume_dir=None, *, echo: bool = True,
           after_step: Callable[[GanTrainer, int], None] | None = None) -> TrainResult:
-    """Train (or resume) one run; `after_step(trainer, step)` is a test hook called after every step."""
+    """Train (or resume) one run; `after_step(trainer, step)` is a test hook called after every step.
+    The global Keras dtype policy the run sets is put back afterwards, so that what runs next in the process (an
+    evaluation's classifier, the next arm of a comparison) is not built in bf16 or float16."""
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, data, resume_dir, echo, after_step)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(cfg, data, resume_dir, echo, after_step) -> TrainResult:
     cfg, data, run_dir, log, images, conditions, sampler, vocab, total = prepare(cfg, data, resume_dir, echo)
     dist = S.distribution(cfg)
     trainer = S.build_trainer(dist, cfg, len(vocab))  # in the strategy's scope, replica-aware
