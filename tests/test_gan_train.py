@@ -242,7 +242,8 @@ def test_resume_refuses_changed_model_options(fake_run):
         cli(["--resume", fake_run, "--ngf", 16])
     # the schedule and the learning rates (to recover from a divergence) may change
     cfg = json.loads(cli(["--resume", fake_run, "--epochs", 3, "--lr-g", 1e-4, "--ngf", 8, "--dry-run"]))
-    assert (cfg["epochs"], cfg["steps"], cfg["lr_g"], cfg["lr_d"], cfg["ngf"]) == (3.0, 0, 1e-4, 2e-4, 8)
+    # lr_d keeps the run's own: 4e-4, the dfgan preset's
+    assert (cfg["epochs"], cfg["steps"], cfg["lr_g"], cfg["lr_d"], cfg["ngf"]) == (3.0, 0, 1e-4, 4e-4, 8)
 
 
 def test_incomplete_cache_is_refused(work, tmp_path):
