@@ -2,8 +2,6 @@
 lazy MA-GP, the arch preset and bf16 selection."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import replace
 
@@ -13,25 +11,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import train_gan
 from test_gan_fixtures import make_cache
+from test_gan_train import ckpt_tensors, cli
 
 # tiny dfgan runs; float32 on every machine so the numbers do not depend on the CPU's bf16 support
 TINY = ["--ngf", "8", "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
         "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=2",
         "--set", "hard_neg_low=-1", "--set", "hard_neg_high=0.999", "--set", "magp_every=2"]
-
-
-def cli(args) -> str:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        train_gan.main([str(a) for a in args])
-    return buf.getvalue()
-
-
-def ckpt_tensors(path) -> dict:
-    reader = tf.train.load_checkpoint(str(path))
-    return {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(str(path)) if "CHECKPOINTABLE" not in n}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +100,7 @@ def test_one_dfgan_step_is_finite_and_moves_g_d_and_ema(work, policy):
 
     _, cache = work
     keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)  # the same initial weights whatever ran before in this process
     try:
         trainer = build_trainer(_cfg(cache))
         g_before = [v.numpy().copy() for v in trainer.generator.trainable_variables]
@@ -130,8 +117,11 @@ def test_one_dfgan_step_is_finite_and_moves_g_d_and_ema(work, policy):
     g_names = [v.path for v in trainer.generator.trainable_variables]
     assert all(m for m, n in zip(g_moved, g_names) if "fc1" not in n)
     d_moved = dict(zip([v.path for v in d_vars], moved(d_before, d_vars)))
-    # every D weight moves but the final bias, whose hinge gradient is exactly -1 + ½(1 + 1) = 0 at the start
-    assert [n for n, m in d_moved.items() if not m] in ([], ["logit/bias"])
+    # every D weight moves but the final bias, whose hinge gradient is exactly -1 + ½(1 + 1) = 0 at the start;
+    # in bf16 also text_proj's kernel: at this tiny DCGAN-initialised D its gradient is ~1e-9 (float32 moves it by
+    # 4.7e-6, far below Adam's lr step), which bf16's 8-bit mantissa rounds to exactly 0
+    allowed = ["logit/bias"] if policy == "float32" else ["text_proj/kernel", "logit/bias"]
+    assert set(n for n, m in d_moved.items() if not m) <= set(allowed)
     # after one step the EMA (warm-up decay min(0.999, 1/10) = 0.1) moved 90 % of the way towards G
     ema_now = trainer.ema.model.trainable_variables
     k = g_names.index(next(n for n in g_names if n.endswith("to_rgb/kernel")))
