@@ -22,6 +22,7 @@ from gan.config import CA_ARCHS, GanConfig, d_norm
 from gan.dfgan import text_scale as dfgan_text_scale
 from gan.diffaugment import diff_augment, parse_policy
 from gan.ema import GeneratorEMA
+from tools.errors import UserError
 
 
 def augment_images(x, rng: tf.random.Generator, shift_px: int):
@@ -268,17 +269,28 @@ class TrainedGenerator:
         return self._fn(cond, tf.constant(np.asarray(z, np.float32))).numpy()
 
 
-def load_generator(run_dir, checkpoint=None):
+GENERATOR_WEIGHTS = ("auto", "ema", "raw")
+
+
+def load_generator(run_dir, checkpoint=None, weights="auto"):
     """Rebuild G from `run_dir/config.json` and restore it from a checkpoint.
 
     checkpoint: None (latest in run_dir/checkpoints), an int step, or a checkpoint path prefix.
-    Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy;
-    a run trained with `ema` gets its EMA generator (the checkpoint's `generator_ema`), as its samples did.
+    weights: "auto" (a run trained with `ema` gets its EMA generator, the checkpoint's `generator_ema`, as its
+    samples did; others the raw G), "ema" or "raw" (the trained G itself: the EMA ablation of the same run, since
+    the EMA never feeds back into training).
+    Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy.
     """
     from gan.run_dir import find_checkpoint, load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
+    if weights not in GENERATOR_WEIGHTS:
+        raise ValueError(f"weights={weights!r}: expected one of {', '.join(GENERATOR_WEIGHTS)}")
+    if weights == "ema" and not cfg.ema:
+        raise UserError(f"{run_dir}: trained without ema, so its checkpoints hold no EMA generator; "
+                        "use the raw weights (the default for this run)")
+    use_ema = cfg.ema if weights == "auto" else weights == "ema"
     path = find_checkpoint(run_dir, checkpoint)
     vocab = json.loads((run_dir / "vocab.json").read_text()) if cfg.arch == "ta80" else None
     policy = keras.mixed_precision.global_policy()
@@ -289,6 +301,6 @@ def load_generator(run_dir, checkpoint=None):
         keras.mixed_precision.set_global_policy(policy)
     step = tf.Variable(0, dtype=tf.int64)
     objs = dict(step=step, **({"text_encoder": text} if text is not None else {}))
-    objs["generator_ema" if cfg.ema else "generator"] = g
+    objs["generator_ema" if use_ema else "generator"] = g
     tf.train.Checkpoint(**objs).read(path).expect_partial()
     return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path), cfg

@@ -174,6 +174,38 @@ def test_ema_generator_is_saved_and_is_what_load_generator_returns(run6):
     np.testing.assert_array_equal(images[3], grid[64:128, 64:128])
 
 
+def test_raw_weights_load_the_trained_generator_for_the_ema_ablation(run6, tmp_path):
+    import shutil
+
+    from gan.trainer import load_generator
+    from tools.errors import UserError
+
+    t = ckpt_tensors(run6 / "checkpoints" / "ckpt-6")
+    g_ema = {n: v for n, v in t.items() if n.startswith("generator_ema/")}
+    # G's own variables are saved under the first path that reaches them (its optimizer's), not "generator/"
+    g_raw = {n: v for n, v in t.items() if not n.startswith("generator_ema/")}
+    raw, _ = load_generator(run6, weights="raw")
+    ema, _ = load_generator(run6, weights="ema")
+    in_ckpt = lambda w, d: any(v.shape == w.shape and np.array_equal(v, w) for v in d.values())  # noqa: E731
+    assert all(in_ckpt(w.numpy(), g_raw) for w in raw._generator.weights)
+    assert not all(in_ckpt(w.numpy(), g_ema) for w in raw._generator.weights)
+    assert all(in_ckpt(w.numpy(), g_ema) for w in ema._generator.weights)
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((2, raw.z_dim)).astype(np.float32)
+    cond = rng.standard_normal((2, raw.config.cache.dim)).astype(np.float32)
+    assert not np.array_equal(raw(cond, z), ema(cond, z))
+    with pytest.raises(ValueError, match="weights='best'"):
+        load_generator(run6, weights="best")
+    # a run trained without ema has no EMA weights to ask for: one line, not a silent raw G
+    no_ema = tmp_path / "run"
+    shutil.copytree(run6, no_ema)
+    cfg = json.loads((no_ema / "config.json").read_text())
+    cfg["ema"] = False
+    (no_ema / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="trained without ema"):
+        load_generator(no_ema, weights="ema")
+
+
 def test_resume_restores_ema_and_augmentation_state_bit_identically(work, run6):
     tmp, cache = work
     cli(["--embeddings", cache, "--run-dir", tmp / "runs", "--steps", 3, "--log-every", 3, "--ckpt-every", 3,

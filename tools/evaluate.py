@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "captions and evaluate (metrics.json in the run folder)")
     src.add_argument("--images", type=Path, help="folder of inference_{ID}[_{k}].png|jpg files")
     g.add_argument("--checkpoint", type=int, help="with --run: checkpoint step (default: the latest)")
+    g.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="with --run: the EMA generator when the run kept one (auto, the default), or the raw "
+                        "trained G (raw: the EMA ablation of the same run)")
     g.add_argument("--n-per-caption", type=int, default=2, help="with --run: noise samples per caption (default 2; "
                    "diversity needs >= 2)")
     g.add_argument("--captions", type=Path, help="JSONL {id, caption, named attributes} (default: DATASET/test_captions.jsonl)")
@@ -142,10 +145,10 @@ def generate_for_run(args) -> None:
     from gan.run_dir import find_checkpoint
 
     step = int(find_checkpoint(args.run, args.checkpoint).rsplit("-", 1)[-1])
-    args.images = args.run / "eval" / f"step_{step:06d}"
+    args.images = args.run / "eval" / (f"step_{step:06d}" + ("" if args.weights == "auto" else f"_{args.weights}"))
     report = generate(GenerationRequest(
         run_dir=args.run, out_dir=args.images, ids=list(captions), texts=[r["caption"] for r in captions.values()],
-        checkpoint=args.checkpoint, n_per_caption=args.n_per_caption, seed=args.seed, fmt="png"))
+        checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed, fmt="png"))
     print(report.summary())
     args.out = args.out or args.run / "metrics.json"
 

@@ -95,6 +95,7 @@ class GenerationRequest:
     ids: list[str]  # [N] safe caption ids (tools.text_sources.check_ids)
     texts: list[str]  # [N]
     checkpoint: str | int | None = None  # None: latest
+    weights: str = "auto"  # auto (EMA when the run kept one) | ema | raw (gan.trainer.load_generator)
     n_per_caption: int = 1  # images per caption, each with its own z
     seed: int = 0
     truncation: float | None = None
@@ -149,7 +150,7 @@ def generate(req: GenerationRequest) -> GenerationReport:
     from tools.grids import caption_grid
 
     t0 = time.perf_counter()
-    gen, cfg = load_generator(req.run_dir, req.checkpoint)
+    gen, cfg = load_generator(req.run_dir, req.checkpoint, req.weights)
     cache = open_run_cache(cfg, req.run_dir) if gen.needs == "vectors" else None
     try:
         conditions, enc = _conditions(gen, cfg, cache, req.texts)
