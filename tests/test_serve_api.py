@@ -273,6 +273,13 @@ def test_unknown_routes_and_methods_are_one_line_json(server):
     assert httpx.get(server["url"] + "/api/health").json()["status"] == "ok"
 
 
+def test_batches_are_padded_to_a_few_fixed_sizes():
+    from tools.serve.engine import bucket
+
+    assert [bucket(r) for r in (1, 2, 3, 5, 8, 9, 33, 64)] == [1, 2, 4, 8, 8, 16, 64, 64]
+    assert len({bucket(r) for r in range(1, 65)}) == 7  # graphs traced for a max batch of 64
+
+
 def test_png_writer_round_trips_through_pillow():
     from tools.serve.png import encode_png
 

@@ -33,6 +33,13 @@ class BatchStats:
     generate_ms: float
 
 
+def bucket(rows: int) -> int:
+    """The padded batch size the generator runs for `rows` images: the next power of two. A server sees any size
+    from 1 to max_batch; a graph traced for one exact size runs 10-20 % faster on CPU than the shape-generic one,
+    and powers of two keep the traced graphs few (7 up to 64) and the padding under half a batch."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
 class Engine:
     def __init__(self, gen, cfg, cache, run_dir: Path):
         self.gen, self.cfg, self.cache, self.run_dir = gen, cfg, cache, run_dir
@@ -99,7 +106,7 @@ class Engine:
             rows += [index[t] for t in job.texts for _ in range(job.n)]
             zs.append(sample_z(job.images, self.gen.z_dim, job.seed, job.truncation))  # [T*n, Z]
         cond = [vectors[r] for r in rows] if self.gen.needs == "texts" else vectors[np.array(rows)]
-        images = self.gen(cond, np.concatenate(zs))  # uint8 [B, 64, 64, 3]
+        images = self.gen(cond, np.concatenate(zs), pad_to=bucket(len(rows)))  # uint8 [B, 64, 64, 3]
         t2 = time.perf_counter()
         out, lo = [], 0
         for job in jobs:
@@ -110,10 +117,10 @@ class Engine:
         return out, stats
 
     def warm_up(self, max_batch: int) -> None:
-        """Trace the generator for a single image and a full batch (after the second shape tf.function keeps
-        one shape-generic graph) and build the encoder on a caption that is not in the cache."""
+        """Trace the generator's graphs for the page's 8 images and a full batch (other sizes are traced on first
+        use, once each: bucket() allows a handful) and build the encoder on a caption that is not in the cache."""
         probe = "warm-up caption that no dataset holds, 12345"
-        self.run_batch([GenerateJob((probe,), n=1)])
+        self.run_batch([GenerateJob((probe,), n=min(8, max_batch))])
         self.run_batch([GenerateJob((probe,), n=min(max_batch, 16))] * max(1, max_batch // 16))
         self._memo.pop(probe, None)
 
