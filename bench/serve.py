@@ -4,7 +4,7 @@
     python bench/serve.py --run RUN --duration 20 --concurrency 1,8,32,64 --n 4
 
 Starts `generate.py --serve` on a free loopback port (or targets --url), then for each concurrency c runs c
-clients (httpx, async) that each send one request after another for --duration seconds: one caption from the
+clients (async; aiohttp, or --client httpx) that each send one request after another for --duration seconds: one caption from the
 run's held-out test captions (round robin; new text is encoded by the run's encoder once, then remembered),
 --n images, a fresh seed. Prints requests/s, images/s, latency p50/p95/p99, errors and the server's mean
 generator batch and the share of time its generator was busy; the direct rate is the generator alone at the
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=8, help="images per request (default: 8, as the page)")
     p.add_argument("--direct-seconds", type=float, default=10.0, help="seconds of each direct measurement (default: 10)")
     p.add_argument("--url", default=None, help="an already running server (default: start one on a free port)")
+    p.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp",
+                   help="HTTP client library of the load (default: aiohttp, the lighter on a shared CPU)")
     return p.parse_args(argv)
 
 
@@ -70,12 +72,14 @@ def direct_rate(gen, vectors: np.ndarray, batch: int, seconds: float) -> float:
     return done / (time.perf_counter() - t0)
 
 
-async def load(url: str, captions: list[str], concurrency: int, n: int, seconds: float) -> dict:
-    import httpx
+async def load(url: str, captions: list[str], concurrency: int, n: int, seconds: float, client: str = "aiohttp") -> dict:
+    """c clients, each sending one request after another for `seconds`; the client library is `client`."""
+    import resource
 
     latencies, errors, images, counter = [], [], 0, [0]
+    post, get, close = await _session(client, concurrency)
 
-    async def client(http: httpx.AsyncClient, k: int):
+    async def one_client():
         nonlocal images
         while time.perf_counter() < stop:
             i = counter[0]
@@ -83,31 +87,68 @@ async def load(url: str, captions: list[str], concurrency: int, n: int, seconds:
             body = {"text": captions[i % len(captions)], "n": n, "seed": i}
             t = time.perf_counter()
             try:
-                r = await http.post(url + "/api/generate", json=body)
-            except httpx.HTTPError as e:
-                errors.append(f"{type(e).__name__}: {e!r}"[:120])  # the kind and what the transport said
+                status, answer = await post(url + "/api/generate", body)
+            except Exception as e:  # the transport's kind and message (httpx.HTTPError, aiohttp.ClientError, ...)
+                errors.append(f"{type(e).__name__}: {e!r}"[:120])
                 continue
-            if r.status_code != 200:
-                errors.append(str(r.status_code))
+            if status != 200:
+                errors.append(str(status))
                 continue
             latencies.append(time.perf_counter() - t)
-            images += len(r.json()["images"])
+            images += len(answer["images"])
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        before = (await http.get(url + "/api/health")).json()
+    try:
+        before = await get(url + "/api/health")
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         stop = t0 + seconds
-        await asyncio.gather(*[client(http, k) for k in range(concurrency)])
+        await asyncio.gather(*[one_client() for _ in range(concurrency)])
         wall = time.perf_counter() - t0
-        after = (await http.get(url + "/api/health")).json()
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        after = await get(url + "/api/health")
+    finally:
+        await close()
     batches = after["batches"] - before["batches"]
     ms = [1e3 * x for x in latencies]
+    client_cpu = (cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime) / wall  # cores the client used
     return dict(c=concurrency, rps=len(latencies) / wall, ips=images / wall, p50=percentile(ms, 50), p95=percentile(ms, 95),
                 p99=percentile(ms, 99), errors=len(errors), error_kinds=sorted(set(errors)),
                 batch=(after["images"] - before["images"]) / batches if batches else 0.0,
                 busy=(after["busy_s"] - before["busy_s"]) / wall,
-                encoded=after["encoded"] - before["encoded"])
+                encoded=after["encoded"] - before["encoded"], client_cpu=client_cpu)
+
+
+async def _session(client: str, concurrency: int):
+    """(post(url, json) -> (status, parsed JSON), get(url) -> parsed JSON, close()) over one pooled session with
+    `concurrency` keep-alive connections: aiohttp (default: its C parser costs the shared CPU least) or httpx."""
+    if client == "httpx":
+        import httpx
+
+        http = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency,
+                                                                  max_keepalive_connections=concurrency))
+
+        async def post(url, body):
+            r = await http.post(url, json=body)
+            return r.status_code, (r.json() if r.status_code == 200 else None)
+
+        async def get(url):
+            return (await http.get(url)).json()
+
+        return post, get, http.aclose
+    import aiohttp
+
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                 connector=aiohttp.TCPConnector(limit=concurrency))
+
+    async def post(url, body):
+        async with http.post(url, json=body) as r:
+            return r.status, (await r.json() if r.status == 200 else None)
+
+    async def get(url):
+        async with http.get(url) as r:
+            return await r.json()
+
+    return post, get, http.close
 
 
 def start_server(run: str) -> tuple[subprocess.Popen, str]:
@@ -139,12 +180,12 @@ def main(argv=None) -> int:
           f"{len(captions)} distinct captions, {args.n} images per request, {args.duration:g} s per level")
     proc, url = (None, args.url) if args.url else start_server(args.run)
     try:
-        asyncio.run(load(url, captions, 2, args.n, 3.0))  # warm-up: connections, first encodings
+        asyncio.run(load(url, captions, 2, args.n, 3.0, args.client))  # warm-up: connections, first encodings
         # the direct rate is measured before and after each level, so each ratio compares neighbouring minutes
         # (the machine is shared: its speed drifts)
         direct, rows = [direct_rate(gen, vectors, batch, args.direct_seconds)], []
         for c in levels:
-            rows.append(asyncio.run(load(url, captions, c, args.n, args.duration)))
+            rows.append(asyncio.run(load(url, captions, c, args.n, args.duration, args.client)))
             direct.append(direct_rate(gen, vectors, batch, args.direct_seconds))
             rows[-1]["direct"] = (direct[-2] + direct[-1]) / 2
     finally:
@@ -153,12 +194,13 @@ def main(argv=None) -> int:
             proc.wait(30)
     print(f"direct generator, batch {batch}: {np.mean(direct):.0f} images/s (measured {len(direct)} times, "
           f"{min(direct):.0f}-{max(direct):.0f}, {args.direct_seconds:g} s each, server idle)")
-    print("| concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | mean G batch | G busy | direct images/s | served / direct |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"client: {args.client} (its own CPU use in cores: the load generator shares the machine with the server)")
+    print("| concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | mean G batch | G busy | client CPU | direct images/s | served / direct |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         err = f"{r['errors']}" + (f" ({', '.join(r['error_kinds'])})" if r["errors"] else "")
         print(f"| {r['c']} | {r['rps']:.1f} | {r['ips']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {err} | "
-              f"{r['batch']:.1f} | {100 * r['busy']:.0f}% | {r['direct']:.0f} | {r['ips'] / r['direct']:.2f} |")
+              f"{r['batch']:.1f} | {100 * r['busy']:.0f}% | {r['client_cpu']:.2f} | {r['direct']:.0f} | {r['ips'] / r['direct']:.2f} |")
     top = next((r for r in rows if r["c"] == 32), rows[-1])
     ratio = top["ips"] / top["direct"]
     verdict = "meets" if ratio >= 0.8 and top["errors"] == 0 else "misses"
