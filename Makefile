@@ -36,8 +36,9 @@ demo: $(STAMP)
 	echo "sample grids of the demo run: $${run}samples/"; \
 	$(PY) generate.py --run $$run --out $(DEMO_OUT) --dataset-test --grid --grid-captions 1,2,3,4,5 && \
 	echo "images: $(DEMO_OUT)/inference_*.jpg   report grid (5 captions x 5 noise): $(DEMO_OUT)/grid.png" && \
-	echo "evaluating the demo run on the 819 held-out captions (quick: no R-precision; chance: petal colour 0.14, centre 0.25)" && \
-	$(PY) tools/evaluate.py --run $$run --quick --n-per-caption 1 --real-limit 1000
+	echo "does it follow the text? petal and centre colour of the 819 held-out captions, read from the pixels" && \
+	$(PY) tools/evaluate.py --run $$run --pixel --n-per-caption 1 && \
+	echo "full evaluation (attribute classifier: count, shape, FID; R-precision): $(PY) tools/evaluate.py --run $$run"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -244,3 +244,57 @@ def test_evaluate_cli_on_real_flowers(tmp_path, classifier, fresh_flowers, capsy
     assert m["r_precision"]["value"] is None
     out = capsys.readouterr().out
     assert "skipped 1 files" in out and "petal_color accuracy (n=80)" in out
+
+
+def test_pixel_check_reads_every_real_flower_and_wrong_colours_fail():
+    from tools.evaluation.pixel_check import pixel_accuracy, pixel_colours
+
+    images, labels = generate_labelled_images(300, seed=7)  # its own seed: not the fixture's, not the classifier's
+    colours = pixel_colours(images)
+    np.testing.assert_array_equal(colours["petal_color"], labels[:, 0])
+    np.testing.assert_array_equal(colours["center_color"], labels[:, 1])
+    named = [{"petal_color": ATTRIBUTE_VALUES["petal_color"][p], "center_color": ATTRIBUTE_VALUES["center_color"][c]}
+             for p, c in labels[:, :2]]
+    named[0] = {"petal_count": 5}  # a caption that names neither colour is not counted
+    acc = pixel_accuracy(images, named)
+    assert acc == {"petal_color": {"accuracy": 1.0, "count": 299}, "center_color": {"accuracy": 1.0, "count": 299}}
+    # the same images judged against the next colour of the palette: every one wrong
+    shifted = [{"petal_color": ATTRIBUTE_VALUES["petal_color"][(p + 1) % 7],
+                "center_color": ATTRIBUTE_VALUES["center_color"][(c + 1) % 4]} for p, c in labels[:, :2]]
+    assert pixel_accuracy(images, shifted)["petal_color"]["accuracy"] == 0.0
+    assert pixel_accuracy(images, shifted)["center_color"]["accuracy"] == 0.0
+    # a dark blob (all background brightness) shows no petal colour at all
+    blob = np.full((1, 64, 64, 3), 90, np.uint8)
+    assert pixel_colours(blob)["petal_color"][0] == -1
+    with pytest.raises(ValueError, match=r"expected uint8 \[N, 64, 64, 3\]"):
+        pixel_colours(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+def test_evaluate_pixel_cli_trains_nothing_and_writes_pixel_check_json(tmp_path, fresh_flowers, capsys, monkeypatch):
+    from PIL import Image
+
+    import tools.evaluation.attribute_classifier as clf
+    from tools.errors import UserError
+    from tools.evaluate import main
+
+    monkeypatch.setattr(clf, "load_or_train", lambda *a, **k: pytest.fail("--pixel must not load a classifier"))
+    images, labels = fresh_flowers
+    rows = []
+    for i in range(20):
+        p, c, _, _ = labels[i]
+        wrong = i < 5  # the first 5 captions name another centre colour than their image shows
+        rows.append({"id": i + 1, "caption": "a flower", "petal_color": ATTRIBUTE_VALUES["petal_color"][p],
+                     "center_color": ATTRIBUTE_VALUES["center_color"][(c + 1) % 4 if wrong else c]})
+        Image.fromarray(images[i]).save(tmp_path / f"inference_{i + 1}.png")
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--images", str(tmp_path), "--captions", str(tmp_path / "caps.jsonl"), "--pixel"]) == 0
+    m = json.loads((tmp_path / "pixel_check.json").read_text())
+    assert m["pixel_check"] == {"petal_color": {"accuracy": 1.0, "count": 20},
+                                "center_color": {"accuracy": 0.75, "count": 20}}
+    import re
+
+    assert re.search(r"center_color accuracy \(n=20\) +0\.750 +0\.25\n", capsys.readouterr().out)
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps({"id": i + 1, "caption": "a flower", "petal_count": 5})
+                                                 + "\n" for i in range(20)))
+    with pytest.raises(UserError, match="--pixel: no caption in .* names a petal or centre colour"):
+        main(["--images", str(tmp_path), "--captions", str(tmp_path / "caps.jsonl"), "--pixel"])

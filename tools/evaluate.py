@@ -2,6 +2,7 @@
 
     python tools/evaluate.py --run runs/00001-synthetic-flowers-minilm
     python tools/evaluate.py --images out/test --dataset data/synthetic-flowers --cache cache/sf-minilm.h5
+    python tools/evaluate.py --run runs/demo/00001-synthetic-flowers-minilm --pixel --n-per-caption 1   # seconds
 
 --run generates --n-per-caption images for each held-out test caption of the run's dataset (with the run's
 own encoder and latest checkpoint) into RUN_DIR/eval/step_XXXXXX/, evaluates them, and writes
@@ -11,7 +12,9 @@ Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.pn
 matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
 synthetic set's test_captions.jsonl; rows without attributes are parsed from their text), writes
 metrics.json and prints a table. The attribute classifier, and with --cache (or --dataset) the R-precision
-matchers, train on first use (~2-5 min each on 2 cores) and are cached under cache/.
+matchers, train on first use (~2-5 min each on 2 cores) and are cached under cache/. --pixel reads only the
+petal and centre colour from the pixels of synthetic flowers (tools/evaluation/pixel_check.py: nothing to train)
+and writes pixel_check.json.
 
 Real reference: a synthetic-flowers dataset's labelled images; for any other dataset its own images (the
 cache's images/path, read through the shared image cache), with the attribute rows left out. R-precision is
@@ -68,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--matcher-dir", type=Path, help="where R-precision matchers are cached (default cache/matcher)")
     o.add_argument("--real-limit", type=int, default=2000, help="least real reference images drawn from the dataset; 2x the generated count when that is more (default 2000)")
     o.add_argument("--seed", type=int, default=0, help="seed of the real subset and R-precision candidates (default 0)")
+    o.add_argument("--pixel", action="store_true",
+                   help="synthetic flowers only: petal and centre colour read from the pixels (palette and geometry of "
+                        "the set), no classifier or matcher to train: seconds; what make demo prints")
     o.add_argument("--quick", action="store_true", help="leave out both R-precisions (their matchers train on first "
                                                         "use, minutes on a CPU): attributes, FID, IS, diversity only")
     return p.parse_args(argv)
@@ -150,7 +156,37 @@ def generate_for_run(args) -> None:
         run_dir=args.run, out_dir=args.images, ids=list(captions), texts=[r["caption"] for r in captions.values()],
         checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed, fmt="png"))
     print(report.summary())
-    args.out = args.out or args.run / "metrics.json"
+    args.out = args.out or args.run / ("pixel_check.json" if args.pixel else "metrics.json")
+
+
+def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int:
+    """--pixel: petal/centre colour accuracy from the pixels (tools/evaluation/pixel_check.py), table + JSON."""
+    import numpy as np
+
+    from tools.evaluation.pixel_check import ATTRIBUTES, pixel_accuracy
+    from tools.evaluation.report import METRICS_VERSION, named_attributes
+
+    ids = [i for i in images if len(images[i])]
+    stack = np.concatenate([images[i] for i in ids])
+    named = [named_attributes(captions[i]) for i in ids for _ in range(len(images[i]))]
+    if not any(n.get(a) is not None for n in named for a in ATTRIBUTES):
+        raise UserError(f"--pixel: no caption in {captions_path} names a petal or centre colour; it reads synthetic "
+                        "flowers only (their palette and geometry)")
+    acc = pixel_accuracy(stack, named)
+    metrics = {"metrics_version": METRICS_VERSION, "pixel_check": acc, "n_captions": len(ids), "n_images": len(stack),
+               "images": str(args.images), "captions": str(captions_path)}
+    chance = {"petal_color": 1 / 7, "center_color": 1 / 4}
+    print("metric (pixel check)                   generated  chance")
+    print("-" * 64)
+    for a in ATTRIBUTES:
+        v = acc[a]["accuracy"]
+        print(f"{a + ' accuracy (n=' + str(acc[a]['count']) + ')':<38} {'-' if v is None else f'{v:9.3f}'}  {chance[a]:.2f}")
+    print(f"{len(ids)} captions x {len(stack) / len(ids):g} samples; real flowers score 1.000 on this check")
+    out = args.out or args.images / "pixel_check.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     images, unmatched = load_generated(args.images, captions)
     if unmatched:
         print(f"skipped {len(unmatched)} files whose id is not in {captions_path} (e.g. {unmatched[0]})")
+    if args.pixel:
+        return pixel_report(images, captions, captions_path, args)
     from tools.evaluation.report import evaluate_images, format_table
 
     metrics = evaluate_images(
