@@ -1,6 +1,6 @@
 """Which ingredient of the dfgan recipe moves which number: one row per ingredient taken away, at one step budget.
 
-    python bench/quality.py --set keep_checkpoints=11    # first: its runs give the reference rows (step 2000 kept)
+    python bench/quality.py                              # first: its runs give the reference rows (it keeps step 2000)
     python bench/ablation.py                             # 2 000 steps of batch 64 per row, then evaluation
     python bench/ablation.py --steps 1500 --rows full,no-hard-negatives
 
@@ -190,11 +190,11 @@ def main(argv=None) -> int:
         save()
 
     sys.path.insert(0, str(REPO / "bench"))
-    from quality import machine
+    from quality import machine, shown
 
     text, records = table(state, rows)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    header = (f"# Ablation {date}\n\nMachine: {machine()}.\nData {args.data}; {args.steps} steps of batch 64 per row, "
+    header = (f"# Ablation {date}\n\nMachine: {machine()}.\nData {shown(args.data)}; {args.steps} steps of batch 64 per row, "
               f"seed {args.seed}; {args.n_per_caption} samples per test caption (tools/evaluate.py --run). ms/step is "
               "the median logged interval of the row's run (contended when other jobs shared the CPU).\n\n")
     args.results.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from tools.errors import UserError, run_cli  # noqa: E402
 
 ARMS = ("stackgan", "dfgan-minilm", "dfgan-tfidf", "ta80")
 DEFAULT_STEPS = 5000
+KEEP_CHECKPOINTS = 1000  # all of them: 11 at the cpu preset's ckpt_every 500 (10 MB each at ngf = ndf = 32)
 ARM_SPECS = {  # arm -> (encoder spec of its cache, GAN options of the arm)
     "stackgan": ("minilm", {"arch": "stackgan"}),
     "dfgan-minilm": ("minilm", {"arch": "dfgan"}),
@@ -114,6 +115,15 @@ def table(state: dict, arms: list[str]) -> tuple[str, list[dict]]:
     return "\n".join(lines), records
 
 
+def shown(path) -> str:
+    """A path as the results files print it: relative to the repository when inside it (no machine's home)."""
+    path = Path(path).resolve() if path else path
+    try:
+        return str(path.relative_to(REPO)) if path else str(path)
+    except ValueError:
+        return str(path)
+
+
 def machine() -> str:
     """'AMD EPYC, 2 cores, AVX-512, AVX512-BF16 (auto precision: mixed_bfloat16)' from lscpu: minutes and ms/step
     mean nothing without it."""
@@ -151,7 +161,8 @@ def main(argv=None) -> int:
     from tools.datasets import load_dataset
     from tools.evaluation.compare import Arm, Plan, run_comparison
 
-    train = {**parse_set(args.set), **budget(args, runs), "seed": args.seed}
+    # every checkpoint is kept (a cosmetic option: finished runs still match), so bench/ablation.py can read step 2 000
+    train = {"keep_checkpoints": KEEP_CHECKPOINTS, **parse_set(args.set), **budget(args, runs), "seed": args.seed}
     # the linear probe is compare_encoders' question; the benchmark measures the GANs only
     arms = [Arm(name, *ARM_SPECS[name], probe=False) for name in chosen]
     plan = Plan(load_dataset(args.data), args.out, train=train, n_per_caption=args.n_per_caption, seed=args.seed,
@@ -161,9 +172,9 @@ def main(argv=None) -> int:
     text, records = table(state, chosen)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     arms_info = {a: {k: state["arms"][a].get(k) for k in ("run_dir", "cache", "steps", "ms_per_step")} for a in chosen}
-    header = (f"# Quality benchmark {date}\n\nMachine: {machine()}.\nData {args.data} ({plan.dataset.num_images} images); budget per arm "
+    header = (f"# Quality benchmark {date}\n\nMachine: {machine()}.\nData {shown(args.data)} ({plan.dataset.num_images} images); budget per arm "
               f"`{train}`; {args.n_per_caption} samples per test caption; runs: " +
-              "; ".join(f"{a} = `{info['run_dir']}`" for a, info in arms_info.items()) + "\n\n")
+              "; ".join(f"{a} = `{shown(info['run_dir'])}`" for a, info in arms_info.items()) + "\n\n")
     args.results.mkdir(parents=True, exist_ok=True)
     md, js = args.results / f"quality-{date}.md", args.results / f"quality-{date}.json"
     png = args.results / f"quality-{date}.png"
