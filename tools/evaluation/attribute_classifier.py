@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from tools.errors import UserError
-from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES, generate_labelled_images, load_labelled_images, value_index
+from tools.evaluation.real_data import (ATTRIBUTE_VALUES, ATTRIBUTES, generate_labelled_images, load_labelled_images,
+                                        named_accuracy)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "cache" / "attribute_classifier"
 VERSION = 1  # bump when the architecture or training recipe changes: stale caches are retrained
@@ -221,9 +222,4 @@ def attribute_accuracy(images: np.ndarray, named_attributes: list[dict], classif
         raise ValueError(f"{len(images)} images but {len(named_attributes)} attribute rows")
     clf = classifier or load_or_train()
     pred = clf.predict(images) if len(images) else np.zeros((0, len(ATTRIBUTES)), np.int64)
-    out = {}
-    for j, a in enumerate(ATTRIBUTES):
-        rows = [(i, value_index(a, named[a])) for i, named in enumerate(named_attributes) if named.get(a) is not None]
-        hits = [pred[i, j] == want for i, want in rows]
-        out[a] = {"accuracy": float(np.mean(hits)) if hits else None, "count": len(hits)}
-    return out
+    return named_accuracy({a: pred[:, j] for j, a in enumerate(ATTRIBUTES)}, named_attributes)

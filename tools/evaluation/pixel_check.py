@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.evaluation.real_data import ATTRIBUTE_VALUES, value_index
+from tools.evaluation.real_data import ATTRIBUTE_VALUES, named_accuracy
 from tools.synthetic import spec
 
 ATTRIBUTES = ("petal_color", "center_color")
@@ -28,8 +28,9 @@ CENTRE_RADIUS = 3.0  # px: inside the smallest centre disc (4.5 px) around a cen
 PETAL_RING = (11.0, 17.0)  # px: outside the largest centre disc (9.1 px), inside the shortest petal (18 px)
 
 
-def _palette(colours: dict) -> np.ndarray:
-    return np.array([colours[name] for name in colours], np.float32)  # [K, 3] in ATTRIBUTE_VALUES order
+# [K, 3] RGB in ATTRIBUTE_VALUES order, so a nearest-colour index is the attribute's class index
+PETAL_PALETTE = np.array([spec.PETAL_COLORS[v] for v in ATTRIBUTE_VALUES["petal_color"]], np.float32)
+CENTRE_PALETTE = np.array([spec.CENTER_COLORS[v] for v in ATTRIBUTE_VALUES["center_color"]], np.float32)
 
 
 def pixel_colours(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,17 +46,14 @@ def pixel_colours(images: np.ndarray) -> dict[str, np.ndarray]:
     cy = np.clip((bright * yy).sum(axis=(1, 2)) / mass, *lim)  # [N]
     cx = np.clip((bright * xx).sum(axis=(1, 2)) / mass, *lim)
     r = np.hypot(yy[None] - cy[:, None, None], xx[None] - cx[:, None, None])  # [N, 64, 64]
-    petal_pal, centre_pal = _palette(spec.PETAL_COLORS), _palette(spec.CENTER_COLORS)
-    assert list(spec.PETAL_COLORS) == list(ATTRIBUTE_VALUES["petal_color"])
-    assert list(spec.CENTER_COLORS) == list(ATTRIBUTE_VALUES["center_color"])
     petal = np.full(len(x), -1, np.int64)
     centre = np.full(len(x), -1, np.int64)
     for i in range(len(x)):
         disc = r[i] <= CENTRE_RADIUS
-        centre[i] = _nearest(x[i][disc].mean(axis=0), centre_pal)
+        centre[i] = _nearest(x[i][disc].mean(axis=0), CENTRE_PALETTE)
         ring = (r[i] >= PETAL_RING[0]) & (r[i] <= PETAL_RING[1]) & bright[i]
         if ring.any():
-            petal[i] = _nearest(np.median(x[i][ring], axis=0), petal_pal)
+            petal[i] = _nearest(np.median(x[i][ring], axis=0), PETAL_PALETTE)
     return {"petal_color": petal, "center_color": centre}
 
 
@@ -69,9 +67,4 @@ def pixel_accuracy(images: np.ndarray, named_attributes: list[dict]) -> dict:
     if len(images) != len(named_attributes):
         raise ValueError(f"{len(images)} images but {len(named_attributes)} attribute rows")
     pred = pixel_colours(images) if len(images) else {a: np.zeros(0, np.int64) for a in ATTRIBUTES}
-    out = {}
-    for a in ATTRIBUTES:
-        hits = [pred[a][i] == value_index(a, named[a]) for i, named in enumerate(named_attributes)
-                if named.get(a) is not None]
-        out[a] = {"accuracy": float(np.mean(hits)) if hits else None, "count": len(hits)}
-    return out
+    return named_accuracy(pred, named_attributes)

@@ -82,6 +82,17 @@ def _resolve(root: Path, path: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def named_accuracy(predicted: dict[str, np.ndarray], named_attributes: list[dict]) -> dict:
+    """Per attribute of `predicted` ({attribute: [N] predicted class index}): how often image i shows the value
+    caption i names, over the captions that name it: {attribute: {"accuracy": float | None, "count": int}}."""
+    out = {}
+    for a, pred in predicted.items():
+        hits = [pred[i] == value_index(a, named[a]) for i, named in enumerate(named_attributes)
+                if named.get(a) is not None]
+        out[a] = {"accuracy": float(np.mean(hits)) if hits else None, "count": len(hits)}
+    return out
+
+
 def generate_labelled_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Render n fresh synthetic flowers with `seed` in memory (the generator's own renderer, no files)."""
     from tools.synthetic.render import render_flower, sample_attributes
