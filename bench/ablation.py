@@ -29,7 +29,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from quality import ARM_SPECS, machine, shown  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
 DEFAULT_STEPS = 2000
@@ -89,24 +91,15 @@ def evaluate_at(run: Path, steps: int, weights: str, args, out: Path) -> dict:
 def train_row(name: str, args, state: dict, save) -> Path:
     """Train (or reuse) the row's own run through tools.evaluation.compare (same caches, budget and seed)."""
     from tools.datasets import load_dataset
-    from tools.evaluation.compare import Arm, Plan, find_run, train_arm, want_config
-    from cache.paths import DEFAULT_CACHE_DIR, default_cache_path
-    from cache.writer import build_cache
-    from embeddings.registry import get_encoder
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from quality import ARM_SPECS
+    from tools.evaluation.compare import Arm, Plan, _cache_stage, find_run, train_arm
 
     base, changes, _, _ = ROWS[name]
     spec, arm_options = ARM_SPECS[base]
     arm = Arm(name, spec, {**arm_options, **changes}, probe=False)
-    dataset = load_dataset(args.data)
-    plan = Plan(dataset, args.out, train={"steps": args.steps, "seed": args.seed}, n_per_caption=args.n_per_caption,
-                seed=args.seed)
-    cache = build_cache(dataset, get_encoder(spec), default_cache_path(dataset.name, spec, DEFAULT_CACHE_DIR),
-                        log=print)
-    want = want_config(cache, plan.train, arm, args.out / "runs")
+    plan = Plan(load_dataset(args.data), args.out, train={"steps": args.steps, "seed": args.seed},
+                n_per_caption=args.n_per_caption, seed=args.seed)
     entry = state["rows"].setdefault(name, {})
+    want = _cache_stage(arm, plan, entry, print)  # the arm's cache, built or reused, and the config of a new run
     run = find_run(arm, want, plan, entry, print)
     if run is None:
         print(f"[{name}] train: new run in {args.out / 'runs'} ({args.steps} steps, {arm.overrides})")
@@ -188,9 +181,6 @@ def main(argv=None) -> int:
             entry["metrics"] = evaluate_at(run, args.steps, weights, args, args.out / f"{name}.metrics.json")
             entry["eval"] = key
         save()
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from quality import machine, shown
 
     text, records = table(state, rows)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")

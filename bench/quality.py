@@ -117,11 +117,10 @@ def table(state: dict, arms: list[str]) -> tuple[str, list[dict]]:
 
 def shown(path) -> str:
     """A path as the results files print it: relative to the repository when inside it (no machine's home)."""
-    path = Path(path).resolve() if path else path
-    try:
-        return str(path.relative_to(REPO)) if path else str(path)
-    except ValueError:
+    if not path:
         return str(path)
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 
 
 def machine() -> str:

@@ -179,6 +179,8 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
 
 # options a resumed run may change (schedule, and learning rates to recover from a divergence);
 # every other option must equal the run's
+# which generator load_generator restores: auto (the EMA when the run kept one), ema, or raw (the trained G)
+GENERATOR_WEIGHTS = ("auto", "ema", "raw")
 RESUME_CHANGEABLE = ("steps", "epochs", "minutes", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
                      "embeddings", "run_dir", "lr_g", "lr_d", "strategy")
 

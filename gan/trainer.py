@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan import losses as L
-from gan.config import CA_ARCHS, GanConfig, d_norm
+from gan.config import CA_ARCHS, GENERATOR_WEIGHTS, GanConfig, d_norm
 from gan.dfgan import text_scale as dfgan_text_scale
 from gan.diffaugment import diff_augment, parse_policy
 from gan.ema import GeneratorEMA
@@ -277,9 +277,6 @@ class TrainedGenerator:
             raise ValueError(f"pad_to={pad_to} is less than the batch ({n} rows)")
         pad = lambda t: tf.concat([t, tf.zeros([pad_to - n, *t.shape[1:]], t.dtype)], 0)  # noqa: E731
         return self._fixed(pad(cond), pad(z)).numpy()[:n]
-
-
-GENERATOR_WEIGHTS = ("auto", "ema", "raw")
 
 
 def load_generator(run_dir, checkpoint=None, weights="auto"):

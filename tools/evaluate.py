@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gan.config import GENERATOR_WEIGHTS  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "captions and evaluate (metrics.json in the run folder)")
     src.add_argument("--images", type=Path, help="folder of inference_{ID}[_{k}].png|jpg files")
     g.add_argument("--checkpoint", type=int, help="with --run: checkpoint step (default: the latest)")
-    g.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+    g.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="auto",
                    help="with --run: the EMA generator when the run kept one (auto, the default), or the raw "
                         "trained G (raw: the EMA ablation of the same run)")
     g.add_argument("--n-per-caption", type=int, default=2, help="with --run: noise samples per caption (default 2; "

@@ -95,7 +95,7 @@ class GenerationRequest:
     ids: list[str]  # [N] safe caption ids (tools.text_sources.check_ids)
     texts: list[str]  # [N]
     checkpoint: str | int | None = None  # None: latest
-    weights: str = "auto"  # auto (EMA when the run kept one) | ema | raw (gan.trainer.load_generator)
+    weights: str = "auto"  # one of gan.config.GENERATOR_WEIGHTS (gan.trainer.load_generator)
     n_per_caption: int = 1  # images per caption, each with its own z
     seed: int = 0
     truncation: float | None = None
