@@ -122,6 +122,7 @@ def test_server_binds_loopback_and_reports_the_run(server):
     assert info["limits"] == dict(max_body_bytes=65536, max_n=16, max_texts=16, max_images=64, max_words=100,
                                   max_chars=1000, max_seed=4294967295, max_truncation=10.0)
     assert info["batching"] == dict(max_batch=64, max_wait_ms=30.0, max_queue_images=64)
+    assert info["png_level"] == 0  # stored PNGs: the default, the least CPU taken from the generator
     health = httpx.get(server["url"] + "/api/health").json()
     assert health["status"] == "ok" and health["max_queue_images"] == 64
     page = httpx.get(server["url"] + "/")
@@ -285,11 +286,20 @@ def test_png_writer_round_trips_through_pillow():
 
     rng = np.random.default_rng(0)
     smooth = (np.cumsum(rng.integers(-8, 9, (64, 64, 3)), axis=1) % 256).astype(np.uint8)
-    for image in (smooth, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), np.full((3, 5, 3), 255, np.uint8)):
-        decoded = Image.open(io.BytesIO(encode_png(image)))
-        assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
+    sizes = {}
+    for level in (0, 1, 9):
+        for k, image in enumerate((smooth, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                                   np.full((3, 5, 3), 255, np.uint8))):
+            png = encode_png(image, level)
+            decoded = Image.open(io.BytesIO(png))
+            assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image), (level, k)
+            sizes[level, k] = len(png)
+    # level 0 stores the 64×64 rows (64 × (1 + 192) bytes + zlib/PNG framing); level 1 compresses the smooth image
+    assert sizes[0, 0] == 12420 and sizes[1, 0] < 0.8 * sizes[0, 0] and sizes[9, 0] <= sizes[1, 0]
     with pytest.raises(ValueError, match=r"expected uint8 \[H, W, 3\], got float32 \[4, 4, 3\]"):
         encode_png(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"PNG compression level 10: must be 0-9"):
+        encode_png(smooth, 10)
 
 
 def test_serve_cli_refuses_bad_options_in_one_line(tmp_path):
@@ -302,6 +312,7 @@ def test_serve_cli_refuses_bad_options_in_one_line(tmp_path):
     for flags, message in ((["--max-batch", "32"], r"--max-batch 32: must be at least 64"),
                            (["--max-queue", "10"], r"--max-queue 10: must be at least --max-batch \(64\)"),
                            (["--port", "70000"], r"--port 70000: must be 0-65535"),
+                           (["--png-level", "12"], r"--png-level 12: must be 0-9"),
                            (["--checkpoint", "last"], r"--checkpoint 'last': give a step number")):
         with pytest.raises(UserError, match=message):
             generate.main(["--serve", "--run", str(tmp_path), *flags])

@@ -1,6 +1,6 @@
 """The FastAPI app: the page at /, POST /api/generate, GET /api/info and /api/health, the schema at /docs.
 
-    app = create_app(engine, BatchPolicy())     # engine: tools.serve.engine.Engine, already loaded
+    app = create_app(engine, BatchPolicy(), png_level=0)   # engine: tools.serve.engine.Engine, already loaded
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Every error leaves as one line of JSON `{"error": "..."}` with a 4xx status (503 when the queue is full),
@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tools.serve import limits as lim
 from tools.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
-from tools.serve.png import png_base64
+from tools.serve.png import LEVELS, png_base64
 
 STATIC = Path(__file__).parent / "static"
 PNG_THREADS = 2  # PNG encoding beside the TensorFlow thread (zlib releases the GIL)
@@ -87,10 +87,13 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(engine, policy: BatchPolicy = BatchPolicy()) -> FastAPI:
+def create_app(engine, policy: BatchPolicy = BatchPolicy(), png_level: int = 0) -> FastAPI:
+    """png_level: zlib level of the returned PNGs (tools/serve/png.py: 0 stores them, the least CPU)."""
+    if png_level not in LEVELS:
+        raise ValueError(f"png_level {png_level}: must be 0-9")
     batcher = MicroBatcher(engine.run_batch, policy)
     png_pool = ThreadPoolExecutor(PNG_THREADS, thread_name_prefix="png")
-    info = {**engine.info(), "limits": lim.limits_info(), "batching": vars(policy).copy()}
+    info = {**engine.info(), "limits": lim.limits_info(), "batching": vars(policy).copy(), "png_level": png_level}
     started = time.time()
 
     @asynccontextmanager
@@ -164,7 +167,7 @@ def create_app(engine, policy: BatchPolicy = BatchPolicy()) -> FastAPI:
             raise lim.ApiError(503, f"queue: full ({batcher.pending_images} images waiting, limit "
                                     f"{policy.max_queue_images}); retry after {e.retry_after_s} s",
                                {"Retry-After": str(e.retry_after_s)}) from None
-        encoded = await asyncio.get_running_loop().run_in_executor(png_pool, lambda: [png_base64(im) for im in images])
+        encoded = await asyncio.get_running_loop().run_in_executor(png_pool, lambda: [png_base64(im, png_level) for im in images])
         return JSONResponse(dict(images=encoded, encoder=info["encoder"], step=info["step"], texts=list(job.texts),
                                  n=job.n, seed=job.seed, truncation=job.truncation, batch_images=batch,
                                  ms=round(1e3 * (time.perf_counter() - t0), 1)))  # plain JSON: no jsonable_encoder walk

@@ -33,6 +33,9 @@ def parse_args(argv):
     p.add_argument("--checkpoint", default=None, metavar="N", help="checkpoint step (default: the latest)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--png-level", type=int, default=0, metavar="0-9",
+                   help="zlib level of the PNGs sent (default: 0, stored: 12.4 KB per image and the least CPU; "
+                        "1: ~30%% fewer bytes for 6x the encoding work, which the generator pays for under load)")
     b = p.add_argument_group("micro-batching")
     b.add_argument("--max-batch", type=int, default=d.max_batch, help=f"images per generator call (default: {d.max_batch})")
     b.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
@@ -56,6 +59,8 @@ def validate(args):
         raise UserError(f"--max-batch {args.max_batch}: must be at least {MAX_IMAGES} (the most one request may ask for)")
     if args.max_queue < args.max_batch:
         raise UserError(f"--max-queue {args.max_queue}: must be at least --max-batch ({args.max_batch})")
+    if not 0 <= args.png_level <= 9:
+        raise UserError(f"--png-level {args.png_level}: must be 0-9 (zlib levels; 0 stores the images uncompressed)")
     if not 0 <= args.max_wait_ms <= 1000:
         raise UserError(f"--max-wait-ms {args.max_wait_ms:g}: must be 0-1000")
     return BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue_images=args.max_queue)
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
     sock = bind(args.host, args.port)  # before loading: a taken port fails in a second, not after the model loads
     engine = Engine.load(args.run, int(args.checkpoint) if args.checkpoint else None)
     engine.warm_up(policy.max_batch)
-    app = create_app(engine, policy)
+    app = create_app(engine, policy, args.png_level)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     info = engine.info()
