@@ -76,8 +76,19 @@ def direct_rate(gen, vectors: np.ndarray, batch: int, seconds: float) -> float:
     return done / (time.perf_counter() - t0)
 
 
-async def load(url: str, captions: list[str], concurrency: int, n: int, seconds: float, client: str = "aiohttp") -> dict:
-    """c clients, each sending one request after another for `seconds`; the client library is `client`."""
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far, from /proc; NaN where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, ValueError, IndexError):
+        return float("nan")
+
+
+async def load(url: str, captions: list[str], concurrency: int, n: int, seconds: float, client: str = "aiohttp",
+               server_pid: int | None = None) -> dict:
+    """c clients, each sending one request after another for `seconds`; the client library is `client`.
+    server_pid: the server's process, whose CPU use over the level is reported (a server started here)."""
     import resource
 
     latencies, errors, images, counter = [], [], 0, [0]
@@ -103,12 +114,12 @@ async def load(url: str, captions: list[str], concurrency: int, n: int, seconds:
 
     try:
         before = await get(url + "/api/health")
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0, server0 = resource.getrusage(resource.RUSAGE_SELF), process_cpu_s(server_pid)
         t0 = time.perf_counter()
         stop = t0 + seconds
         await asyncio.gather(*[one_client() for _ in range(concurrency)])
         wall = time.perf_counter() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu1, server1 = resource.getrusage(resource.RUSAGE_SELF), process_cpu_s(server_pid)
         after = await get(url + "/api/health")
     finally:
         await close()
@@ -119,7 +130,8 @@ async def load(url: str, captions: list[str], concurrency: int, n: int, seconds:
                 p99=percentile(ms, 99), errors=len(errors), error_kinds=sorted(set(errors)),
                 batch=(after["images"] - before["images"]) / batches if batches else 0.0,
                 busy=(after["busy_s"] - before["busy_s"]) / wall,
-                encoded=after["encoded"] - before["encoded"], client_cpu=client_cpu)
+                encoded=after["encoded"] - before["encoded"], client_cpu=client_cpu,
+                server_cpu=(server1 - server0) / wall)
 
 
 async def _session(client: str, concurrency: int):
@@ -198,7 +210,7 @@ def main(argv=None) -> int:
         # (the machine is shared: its speed drifts)
         direct, rows = [direct_rate(gen, vectors, batch, args.direct_seconds)], []
         for c in levels:
-            rows.append(asyncio.run(load(url, captions, c, args.n, args.duration, args.client)))
+            rows.append(asyncio.run(load(url, captions, c, args.n, args.duration, args.client, proc and proc.pid)))
             direct.append(direct_rate(gen, vectors, batch, args.direct_seconds))
             rows[-1]["direct"] = (direct[-2] + direct[-1]) / 2
     finally:
@@ -207,13 +219,14 @@ def main(argv=None) -> int:
             proc.wait(30)
     print(f"direct generator, batch {batch}: {np.mean(direct):.0f} images/s (measured {len(direct)} times, "
           f"{min(direct):.0f}-{max(direct):.0f}, {args.direct_seconds:g} s each, server idle)")
-    print(f"client: {args.client} (its own CPU use in cores: the load generator shares the machine with the server)")
-    print("| concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | mean G batch | G busy | client CPU | direct images/s | served / direct |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"client: {args.client}; CPU columns in cores (server: all its threads, TensorFlow's included; the load "
+          f"generator shares the machine with it)")
+    print("| concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | mean G batch | G busy | server CPU | client CPU | direct images/s | served / direct |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         err = f"{r['errors']}" + (f" ({', '.join(r['error_kinds'])})" if r["errors"] else "")
         print(f"| {r['c']} | {r['rps']:.1f} | {r['ips']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {err} | "
-              f"{r['batch']:.1f} | {100 * r['busy']:.0f}% | {r['client_cpu']:.2f} | {r['direct']:.0f} | {r['ips'] / r['direct']:.2f} |")
+              f"{r['batch']:.1f} | {100 * r['busy']:.0f}% | {r['server_cpu']:.2f} | {r['client_cpu']:.2f} | {r['direct']:.0f} | {r['ips'] / r['direct']:.2f} |")
     top = next((r for r in rows if r["c"] == 32), rows[-1])
     ratio = top["ips"] / top["direct"]
     verdict = "meets" if ratio >= 0.8 and top["errors"] == 0 else "misses"
