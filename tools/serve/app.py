@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tools.serve import limits as lim
 from tools.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
-from tools.serve.png import LEVELS, png_base64
+from tools.serve.png import check_level, png_base64
 
 STATIC = Path(__file__).parent / "static"
 PNG_THREADS = 2  # PNG encoding beside the TensorFlow thread (zlib releases the GIL)
@@ -89,8 +89,7 @@ async def read_body(request: Request) -> bytes:
 
 def create_app(engine, policy: BatchPolicy = BatchPolicy(), png_level: int = 0) -> FastAPI:
     """png_level: zlib level of the returned PNGs (tools/serve/png.py: 0 stores them, the least CPU)."""
-    if png_level not in LEVELS:
-        raise ValueError(f"png_level {png_level}: must be 0-9")
+    check_level(png_level)  # at start-up, not as a 500 on every request
     batcher = MicroBatcher(engine.run_batch, policy)
     png_pool = ThreadPoolExecutor(PNG_THREADS, thread_name_prefix="png")
     info = {**engine.info(), "limits": lim.limits_info(), "batching": vars(policy).copy(), "png_level": png_level}

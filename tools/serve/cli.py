@@ -48,6 +48,7 @@ def parse_args(argv):
 def validate(args):
     from tools.serve.batcher import BatchPolicy
     from tools.serve.limits import MAX_IMAGES
+    from tools.serve.png import LEVELS
 
     if not (Path(args.run) / "config.json").is_file():
         raise UserError(f"--run {args.run}: not a run folder (no config.json); pass a folder made by train_gan.py")
@@ -59,7 +60,7 @@ def validate(args):
         raise UserError(f"--max-batch {args.max_batch}: must be at least {MAX_IMAGES} (the most one request may ask for)")
     if args.max_queue < args.max_batch:
         raise UserError(f"--max-queue {args.max_queue}: must be at least --max-batch ({args.max_batch})")
-    if not 0 <= args.png_level <= 9:
+    if args.png_level not in LEVELS:
         raise UserError(f"--png-level {args.png_level}: must be 0-9 (zlib levels; 0 stores the images uncompressed)")
     if not 0 <= args.max_wait_ms <= 1000:
         raise UserError(f"--max-wait-ms {args.max_wait_ms:g}: must be 0-1000")

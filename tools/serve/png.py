@@ -21,6 +21,13 @@ FILTER_NONE, FILTER_SUB = 0, 1  # Sub: each byte minus the byte one pixel to its
 LEVELS = range(10)  # zlib levels; 0 stores the rows uncompressed
 
 
+def check_level(level: int) -> int:
+    """`level` if it is a zlib level (0-9), else ValueError naming it."""
+    if level not in LEVELS:
+        raise ValueError(f"PNG compression level {level}: must be 0-9")
+    return level
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -29,8 +36,7 @@ def encode_png(image: np.ndarray, level: int = 0) -> bytes:
     """uint8 [H, W, 3] RGB -> PNG (8-bit truecolour, no interlace) at zlib `level` (0: stored, no filter)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
-    if level not in LEVELS:
-        raise ValueError(f"PNG compression level {level}: must be 0-9")
+    check_level(level)
     h, w, _ = image.shape
     rows = image.reshape(h, w * 3)
     scanlines = np.empty((h, 1 + 3 * w), np.uint8)
