@@ -99,3 +99,22 @@ def test_cpu_peak_from_lscpu():
     assert cpu_peak(LSCPU_ZEN4, "cpu MHz : 2000", fma_units=2).gflops == pytest.approx(2 * 2.0 * 64)
     with pytest.raises(ValueError, match="no clock"):
         cpu_peak(LSCPU_ZEN4)
+
+
+def test_conv_layer_bench_rows_are_every_conv_with_three_times_its_forward_flops():
+    from bench.conv_layers import attach, conv_rows
+    from gan import dfgan
+
+    g = dfgan.build_generator(16, z_dim=4, c_dim=4, ngf=8)
+    d_enc, _ = dfgan.build_discriminator(16, ndf=8)
+    rows = conv_rows([g, d_enc], batch=2)
+    assert [r.name for r in rows] == ["conv0", "skip0", "conv1", "skip1", "conv2", "skip2", "conv3", "skip3",
+                                      "to_rgb", "conv0", "conv1", "conv2", "conv3"]
+    by = {(r.model, r.name): r for r in rows}
+    rgb, first = by[("generator", "to_rgb")], by[("d_encoder", "conv0")]
+    assert rgb.in_shape == (64, 64, 4) and rgb.out_shape == (64, 64, 3)
+    assert rgb.flops == 3 * 2 * 64 * 64 * 9 * 4 * 3 * 2  # 3 convolutions x 2 FLOP x positions x k² x Cin x Cout x B
+    assert first.in_shape == (64, 64, 3) and first.out_shape == (32, 32, 8) and first.strides == 2
+    assert first.flops == 3 * 2 * 32 * 32 * 16 * 3 * 8 * 2
+    attach(rgb, 2, seed=0)
+    assert rgb.run(1) > 0 and rgb.fn()[1].shape == (3, 3, 4, 3)  # ∂L/∂W has the kernel's shape
