@@ -75,13 +75,15 @@ def _unit_scale(text, name: str):
     return layers.Rescaling(text_scale(text.shape[-1]), name=name)(text)
 
 
-def _fused_up_block(h, cond, ch: int, i: int):
+def _fused_up_block(h, cond, ch: int, i: int, upsample: str = "nearest"):
     """[B, H, W, Cin] -> [B, 2H, 2W, ch].
 
     Per-channel affine, LReLU and a 1×1 conv all commute with nearest-neighbour upsampling, so they run at the
     input resolution (a quarter of the elements) and only the 3×3 conv's input is upsampled: the same function
-    as upsample-first, at less memory traffic (the step's cost on CPU)."""
-    up = lambda x, tag: layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}{tag}")(x)  # noqa: E731
+    as upsample-first, at less memory traffic (the step's cost on CPU). Bilinear upsampling (a fixed linear map
+    per channel whose weights sum to 1) still commutes with the 1×1 conv and the affine, not with LReLU: the
+    order below is then a choice (resize after the nonlinearity), not the upsample-first function."""
+    up = lambda x, tag: layers.UpSampling2D(2, interpolation=upsample, name=f"up{i}{tag}")(x)  # noqa: E731
     shortcut = up(_conv(ch, 1, f"skip{i}", use_bias=False)(h), "s")
     r = Affine(h.shape[-1], name=f"fuse{i}a")([h, cond])
     r = up(layers.LeakyReLU(0.2)(r), "r")
@@ -91,8 +93,11 @@ def _fused_up_block(h, cond, ch: int, i: int):
     return layers.Add(name=f"res{i}")([shortcut, r])
 
 
-def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32) -> keras.Model:
-    """Inputs [text [B, D], z [B, Z], eps [B, C]] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]]."""
+def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32,
+                    upsample: str = "nearest") -> keras.Model:
+    """Inputs [text [B, D], z [B, Z], eps [B, C]] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]].
+
+    upsample: nearest (DF-GAN's) or bilinear, the ×2 resize of every block."""
     text = keras.Input((text_dim,), name="text")
     z = keras.Input((z_dim,), name="z")
     eps = keras.Input((c_dim,), name="eps")
@@ -101,7 +106,7 @@ def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int 
     h = layers.Dense(4 * 4 * 8 * ngf, name="fc")(cond)
     h = layers.Reshape((4, 4, 8 * ngf))(h)  # [B, 4, 4, 8ngf]
     for i, ch in enumerate((4 * ngf, 2 * ngf, ngf, max(ngf // 2, 1))):  # 8, 16, 32, 64 px
-        h = _fused_up_block(h, cond, ch, i)
+        h = _fused_up_block(h, cond, ch, i, upsample)
     h = layers.LeakyReLU(0.2)(h)
     h = _conv(3, 3, "to_rgb")(h)
     image = layers.Activation("tanh", dtype="float32", name="image")(h)  # [B, 64, 64, 3]

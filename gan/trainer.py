@@ -219,7 +219,7 @@ def build_models(cfg: GanConfig, vocab_size: int = 0, generator_only: bool = Fal
     if cfg.arch == "dfgan":
         from gan import dfgan
 
-        g = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)
+        g = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample)
         if generator_only:
             return g
         return (g, *dfgan.build_discriminator(cfg.cache.dim, cfg.ndf), None)

@@ -70,6 +70,8 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     (["--set", "hard_neg_low=0.9", "--set", "hard_neg_high=0.8"], r"need -1 <= low < high <= 1"),
     (["--set", "ema_decay=1.0"], r"ema_decay=1.0: must be in \[0, 1\)"),
     (["--arch", "ta80", "--set", "ema=true"], r"EMA and hard negatives are for the cached-vector archs"),
+    (["--set", "upsample=cubic"], r"upsample='cubic': choose one of nearest, bilinear"),
+    (["--arch", "stackgan", "--set", "upsample=bilinear"], r"upsample=bilinear: only --arch dfgan has this option"),
     (["--mixed-precision", "fp8"], r"--mixed_precision 'fp8': choose one of auto, on, bf16, off|"
                                    r"--mixed-precision 'fp8': choose one of auto, on, bf16, off"),
 ])
@@ -148,6 +150,30 @@ def test_lazy_magp_is_due_every_k_steps_with_weight_k(work):
     np.testing.assert_allclose(float(with_gp), 2.25 + 32256.0, rtol=1e-6)
     assert float(trainer._d_loss(r, wrong, fake, tape, [x], penalty=False)) == pytest.approx(2.25)
     assert float(L.hinge_discriminator_loss(r, wrong, fake)) == pytest.approx(2.25)
+
+
+def test_bilinear_upsampling_keeps_the_weights_and_is_what_load_generator_rebuilds(work, tmp_path):
+    from gan import dfgan
+    from gan.trainer import load_generator
+
+    _, cache = work
+    cli(["--embeddings", cache, "--run-dir", tmp_path, "--steps", 2, "--set", "upsample=bilinear", *TINY])
+    run = tmp_path / "00001-tiny-flowers-testhash"
+    assert json.loads((run / "config.json").read_text())["upsample"] == "bilinear"
+    gen, cfg = load_generator(run)
+    ups = [l for l in gen._generator.layers if isinstance(l, keras.layers.UpSampling2D)]
+    assert len(ups) == 8 and {l.interpolation for l in ups} == {"bilinear"}  # 2 per block (shortcut, residual)
+    # the same variables as the nearest G: only the resize differs, and it changes the images
+    nearest = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, "nearest")
+    nearest.set_weights(gen._generator.get_weights())
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((2, n)).astype(np.float32) for n in (cfg.cache.dim, cfg.z_dim, cfg.c_dim)]
+    a, b = nearest(inputs)[0].numpy(), gen._generator(inputs)[0].numpy()
+    assert a.shape == b.shape == (2, 64, 64, 3) and np.abs(a - b).max() > 1e-3
+    # nearest G's 1x1 shortcut path is blocky: neighbouring pixels inside a 2x2 block of the last resize agree more
+    # often than across blocks; bilinear has no such seams
+    seam = lambda x: np.abs(x[:, :, 1:-1:2] - x[:, :, 2::2]).mean() / np.abs(x[:, :, 0::2] - x[:, :, 1::2]).mean()  # noqa: E731
+    assert seam(a) > seam(b)
 
 
 # ------------------------------------------------------------------------------------------ EMA
