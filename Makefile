@@ -46,7 +46,7 @@ demo: $(STAMP)
 	echo "full evaluation (attribute classifier: count, shape, FID; R-precision): $(PY) tools/evaluate.py --run $$run"
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # TensorBoard on the demo run's events (loopback only): open http://127.0.0.1:$(TB_PORT)
 TB_PORT ?= 6006
