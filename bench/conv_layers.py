@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.train_step import DEFAULT_CACHE, machine_peak, matmul_row  # noqa: E402
+from bench.serve import machine  # noqa: E402
+from bench.train_step import DEFAULT_CACHE, machine_peak, matmul_row, run_rounds  # noqa: E402
 
 
 @dataclass
@@ -117,20 +118,10 @@ def main(argv=None) -> int:
         attach(row, args.batch_size, i)
         row.run(1)  # trace
     mm = matmul_row()
-    everything = [*rows, mm]
-    t0 = time.perf_counter()
-    for r in range(args.rounds):
-        k = r % len(everything)
-        for row in everything[k:] + everything[:k]:
-            row.times.append(row.run(args.steps))
-        print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    run_rounds([*rows, mm], args)
 
     peak = machine_peak(args)
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split() \
-        if Path("/proc/cpuinfo").exists() else []
-    vector = " ".join(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    print(f"CPU {peak.model}: {peak.cores} cores, {vector or 'vector extensions unknown'}; "
-          f"fp32 peak {peak.gflops:.0f} GFLOP/s ({peak.why})")
+    print(f"machine: {machine()}; fp32 peak {peak.gflops:.0f} GFLOP/s ({peak.why})")
     mm_ms = float(np.median(mm.times))
     mm_gflops = mm.flops / mm_ms / 1e6
     print(f"\n{args.arch} convolutions, float32, batch {args.batch_size}, ngf {args.ngf} ndf {args.ndf}: "

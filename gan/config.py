@@ -17,8 +17,8 @@ from tools.errors import UserError
 ARCHS = ("dfgan", "stackgan", "ta80")
 CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
 LOSSES = ("bce", "hinge", "magp")
-# the recipe each arch is meant to train with; applied after the preset, before explicit options
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
+# the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
     # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured)
