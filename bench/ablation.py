@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from quality import ARM_SPECS, machine, shown  # noqa: E402
+from bench.machine import machine  # noqa: E402
+from quality import ARM_SPECS, shown  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
 DEFAULT_STEPS = 2000

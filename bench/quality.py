@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import machine  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
 ARMS = ("stackgan", "dfgan-minilm", "dfgan-tfidf", "ta80")
@@ -121,24 +122,6 @@ def shown(path) -> str:
         return str(path)
     path = Path(path).resolve()
     return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
-
-
-def machine() -> str:
-    """'AMD EPYC, 2 cores, AVX-512, AVX512-BF16 (auto precision: mixed_bfloat16)' from lscpu: minutes and ms/step
-    mean nothing without it."""
-    import subprocess
-
-    from gan.flops import cpu_peak
-    from gan.loop import compute_policy, cpu_has_bf16
-
-    try:
-        peak = cpu_peak(subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout,
-                        Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
-        cpu = f"{peak.model}, {peak.cores} cores, {'AVX-512' if peak.lanes == 16 else 'AVX2' if peak.lanes == 8 else 'SSE'}"
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        cpu = "CPU unknown (no lscpu)"
-    return (f"{cpu}{', AVX512-BF16' if cpu_has_bf16() else ''} "
-            f"(auto precision on this CPU: {compute_policy('auto', gpu=False)})")
 
 
 def _f(v, digits: int) -> str:

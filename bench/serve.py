@@ -27,6 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import machine  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[1],
@@ -42,19 +44,6 @@ def parse_args(argv=None):
     p.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp",
                    help="HTTP client library of the load (default: aiohttp, the lighter on a shared CPU)")
     return p.parse_args(argv)
-
-
-def machine() -> str:
-    """lscpu's model name, logical CPUs and the vector extensions that matter for TF's kernels."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown machine (no lscpu)"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    vector = [f for f in flags if re.fullmatch(r"avx2|fma|avx512(f|bw|vl|_vnni|_bf16|_fp16)|amx_\w+|avx_vnni", f)]
-    return (f"{fields.get('Model name', '?').strip()} | {fields.get('CPU(s)', '?').strip()} logical CPUs | "
-            f"{' '.join(vector) or 'no AVX2/AVX-512'}")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -267,7 +267,7 @@ def print_arch_table(rows: list[Row], batch: int, peak) -> None:
           f"{'GFLOP/s':>8} {'of peak':>7}")
     for r in rows:
         gflops = r.flops / r.ms / 1e6
-        of_peak = gflops / (peak.gflops * (BF16_PEAK_FACTOR if "bfloat16" in r.name else 1))
+        of_peak = gflops / (peak.gflops * (BF16_PEAK_FACTOR if "bfloat16" in r.name and peak.has_bf16 else 1))
         img = f"{batch * 1000 / r.ms:>6.0f}" if r.arch != "-" else f"{'':>6}"
         ratio, spread = f"{'':>8}", f"{'':>11}"
         if r.arch in plain:
@@ -328,8 +328,10 @@ def main(argv=None) -> int:
             c.close()
     print(f"\nCPU {peak.model}: {peak.cores} cores x {peak.ghz:.3f} GHz x {peak.flop_per_cycle} fp32 FLOP/cycle "
           f"({peak.lanes} lanes x {'2 (FMA)' if peak.has_fma else '1'} x {peak.fma_units} FMA unit(s): {peak.why})"
-          f"\n  = {peak.gflops:.0f} GFLOP/s fp32 peak; bf16 dot products (AVX512_BF16) {BF16_PEAK_FACTOR}x that. "
-          f"Machine shared with other engineers: read the ratios.")
+          f"\n  = {peak.gflops:.0f} GFLOP/s fp32 peak; "
+          + (f"bf16 dot products (AVX512_BF16) {BF16_PEAK_FACTOR}x that. " if peak.has_bf16 else
+             "no AVX512_BF16/AMX: bf16 rows are emulated in fp32 units (their 'of peak' is against the fp32 peak). ")
+          + "Machine shared with other engineers: read the ratios.")
     print_flop_accounting(plain)
     print_arch_table(rows, cfg.batch_size, peak)
     if args.arch in plain:

@@ -193,6 +193,7 @@ class CpuPeak:
     fma_units: int  # full-width FMA issues per cycle per core (the assumption; see fma_units_guess)
     has_fma: bool
     why: str  # how fma_units was chosen
+    has_bf16: bool = False  # avx512_bf16 or amx_bf16: bf16 dot products in hardware (2x the fp32 FLOP/cycle)
 
     @property
     def flop_per_cycle(self) -> int:
@@ -240,4 +241,5 @@ def cpu_peak(lscpu_text: str, cpuinfo_text: str = "", fma_units: int | None = No
     if fma_units is not None:
         guess, why = fma_units, "given with --fma-units"
     return CpuPeak(model=_field(lscpu_text, "Model name"), cores=cores, ghz=float(mhz) / 1000, lanes=lanes,
-                   fma_units=guess, has_fma="fma" in flags, why=why)
+                   fma_units=guess, has_fma="fma" in flags, why=why,
+                   has_bf16=bool(flags & {"avx512_bf16", "amx_bf16"}))

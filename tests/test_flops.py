@@ -96,6 +96,7 @@ def test_cpu_peak_from_lscpu():
     assert xeon.gflops == pytest.approx(8 * 3.5 * 64)
     avx2 = cpu_peak(LSCPU_ZEN4.replace(" avx512f avx512dq avx512_bf16", ""), "cpu MHz : 2450.0")
     assert avx2.gflops == pytest.approx(2 * 2.45 * 32)  # DESIGN.md's AVX2 machine: 157 GFLOP/s
+    assert zen4.has_bf16 and not xeon.has_bf16 and not avx2.has_bf16  # avx512_bf16 in the flags or not
     assert cpu_peak(LSCPU_ZEN4, "cpu MHz : 2000", fma_units=2).gflops == pytest.approx(2 * 2.0 * 64)
     with pytest.raises(ValueError, match="no clock"):
         cpu_peak(LSCPU_ZEN4)
@@ -118,3 +119,14 @@ def test_conv_layer_bench_rows_are_every_conv_with_three_times_its_forward_flops
     assert first.flops == 3 * 2 * 32 * 32 * 16 * 3 * 8 * 2
     attach(rgb, 2, seed=0)
     assert rgb.run(1) > 0 and rgb.fn()[1].shape == (3, 3, 4, 3)  # ∂L/∂W has the kernel's shape
+
+
+def test_machine_line_names_family_cores_and_vector_flags():
+    from bench.machine import describe
+
+    zen4 = describe(LSCPU_ZEN4.replace("CPU family:                              25\n",
+                                       "CPU family:                              25\nModel:     17\n"), "mixed_bfloat16")
+    assert zen4 == ("AMD EPYC (family 25 model 17) | 2 cores, 2 logical CPUs | fma avx2 avx512f avx512_bf16 | "
+                    "auto precision: mixed_bfloat16")
+    xeon = describe(LSCPU_XEON)  # no CPU(s) line, no Model line: what is there, nothing invented
+    assert xeon == "Intel(R) Xeon(R) Gold 6248 | 8 cores, ? logical CPUs | fma avx2 avx512f"
