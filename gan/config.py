@@ -78,6 +78,7 @@ class GanConfig:
     # loss and optimiser
     loss: str = "bce"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
     kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
+    mode_seeking: float = 0.0  # weight λ of the mode-seeking term (MSGAN) on a quarter of the batch; 0: off
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
     magp_every: int = 1  # lazy MA-GP: the penalty every k steps with weight ×k (1: every step)
@@ -239,7 +240,7 @@ def validate(cfg: GanConfig) -> None:
                  "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
                  "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power", "magp_every", "hard_neg_pool"):
         positive(name)
-    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed"):
+    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed", "mode_seeking"):
         positive(name, strict=False)
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px",
                  "magp_every", "hard_neg_pool"):

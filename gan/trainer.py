@@ -57,6 +57,7 @@ class GanTrainer(keras.Model):
         self.d_text_scale = dfgan_text_scale(cfg.cache.dim) if cfg.arch == "dfgan" else 1.0
         self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
         self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
+        self.mode_seeking = cfg.mode_seeking  # λ of MSGAN's term on the first quarter of the batch (0: off)
         self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
         self.augment, self.shift_px = cfg.augment, cfg.shift_px
         self.g_loss_fn, self.d_loss_fn = L.LOSS_FAMILIES[cfg.loss]
@@ -98,6 +99,16 @@ class GanTrainer(keras.Model):
             return image, L.kl_divergence(mu, logvar)
         return self.generator([text, z], training=training), tf.constant(0.0)
 
+    def _mode_seeking(self, text, fake, z, eps):
+        """MSGAN's term on the first quarter of the batch (at least one row): its captions drawn again with fresh
+        z and ε, the images compared with `fake`'s rows. One more G pass over B/4 rows; the extra images go to
+        no discriminator. -> scalar L_ms (gan.losses.mode_seeking_loss)."""
+        k = tf.maximum(tf.shape(z)[0] // 4, 1)
+        z2, eps2 = self.rng.normal([k, self.z_dim]), self.rng.normal([k, self.c_dim])
+        fake2, _ = self.generate(text[:k], z2, eps2, training=True)
+        noise, noise2 = (tf.concat([z[:k], eps[:k]], 1), tf.concat([z2, eps2], 1)) if self.has_ca else (z[:k], z2)
+        return L.mode_seeking_loss(fake[:k], fake2, noise, noise2)
+
     def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty: bool):
         if self.loss_name == "magp" and penalty:
             # lazy MA-GP: every k-th step with weight ×k has the same expected penalty at 1/k of its cost
@@ -138,6 +149,7 @@ class GanTrainer(keras.Model):
             t_real, t_wrong = self.text(cond, training=True), self.text(wrong_cond, training=True)
             # generate
             fake, kl = self.generate(tf.stop_gradient(t_real), z, eps, training=True)
+            g_ms = self._mode_seeking(tf.stop_gradient(t_real), fake, z, eps) if self.mode_seeking else 0.0
             t_real, t_wrong = t_real * self.d_text_scale, t_wrong * self.d_text_scale  # what D reads
             # discriminate: the real images' features serve the real and the wrong pair
             # DiffAugment: one draw for the real images (real and wrong pair), one for the fakes (D and G alike)
@@ -152,7 +164,7 @@ class GanTrainer(keras.Model):
             # losses (float32)
             d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
             g_adv = self.g_loss_fn(fake_logits)
-            g_loss = g_adv + self.kl_weight * kl
+            g_loss = g_adv + self.kl_weight * kl + self.mode_seeking * g_ms
             d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
             g_scaled = self.g_optimizer.scale_loss(g_loss)
 

@@ -96,6 +96,38 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
 
 
 # -------------------------------------------------------------------------------------- one train step
+def test_mode_seeking_changes_only_g_and_pushes_two_draws_apart(work):
+    from gan import losses as L
+    from gan.trainer import build_trainer
+
+    _, cache = work
+    out = {}
+    for lam in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        trainer = build_trainer(_cfg(cache, mode_seeking=lam, diffaug=""))  # no DiffAugment: D's draws stay put
+        losses = {k: float(v) for k, v in trainer.train_step(_batch(cache)).items()}
+        assert all(np.isfinite(list(losses.values())))
+        out[lam] = trainer, losses
+    (plain, lp), (ms, lm) = out[0.0], out[1.0]
+    # D's loss does not see the second draw: its update, and every logged loss, are those of the plain step
+    for a, b in zip(plain.d_variables, ms.d_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert lp == lm
+    # G's update differs, and the term it minimised is smaller after it: the two draws moved apart
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(plain.generator.trainable_variables, ms.generator.trainable_variables))
+    text = tf.constant(_batch(cache)[1][:1].numpy().repeat(2, 0))  # one caption, two noise draws
+    rng = np.random.default_rng(5)
+    z, eps = (tf.constant(rng.standard_normal((2, 8)).astype(np.float32)) for _ in range(2))
+    term = lambda t: float(L.mode_seeking_loss(*tf.split(t.generate(text, z, eps, training=True)[0], 2),  # noqa: E731
+                                               *tf.split(tf.concat([z, eps], 1), 2)))
+    assert term(ms) < term(plain)
+    from tools.errors import UserError
+
+    with pytest.raises(UserError, match=r"--mode-seeking -1.0: must be a number >= 0"):
+        _cfg(cache, mode_seeking=-1.0)
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_one_dfgan_step_is_finite_and_moves_g_d_and_ema(work, policy):
     from gan.trainer import build_trainer
