@@ -64,6 +64,8 @@ def test_step_accounting():
     assert s.total == 146
     ta = StepFlops(batch=1, g=5, d_encoder=2, d_head=1, text=4, penalty=False)
     assert ta.forward == 5 + 8 + 4 + 3 and ta.magp == 0 and ta.total == 60 + 3
+    ms = StepFlops(batch=8, g=10, d_encoder=3, d_head=1, text=0, penalty=False, mode_seeking_rows=2)
+    assert ms.forward == 8 * 19 + 2 * 10 and ms.total == 3 * ms.forward + 8 * 4  # G again on 2 rows, fwd + bwd
 
 
 LSCPU_ZEN4 = """Architecture:                            x86_64
