@@ -59,6 +59,8 @@ class GanConfig:
     hard_neg_low: float = 0.80  # mined mismatched captions have cosine in [low, high] with the real caption
     hard_neg_high: float = 0.95  # (the upper bound keeps out captions that describe the image equally well)
     hard_neg_pool: int = 4096  # random caption pool searched per step
+    hard_neg_margin: float = 0.0  # > 0: a mined caption must be this much closer (cosine) to its own image's caption
+    # centroid than to the real image's, which drops captions that fit both images (false negatives); 0: off
     # model
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
     ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
@@ -277,6 +279,9 @@ def _validate_recipe(cfg: GanConfig) -> None:
     if not -1 <= cfg.hard_neg_low < cfg.hard_neg_high <= 1:
         raise UserError(f"--set hard_neg_low={cfg.hard_neg_low} hard_neg_high={cfg.hard_neg_high}: need "
                         f"-1 <= low < high <= 1 (a cosine band)")
+    if not 0 <= cfg.hard_neg_margin < 2:
+        raise UserError(f"--set hard_neg_margin={cfg.hard_neg_margin}: must be in [0, 2) (a difference of two "
+                        f"cosines; 0 turns the centroid check off)")
     if cfg.arch == "ta80" and (cfg.ema or cfg.hard_negatives):
         raise UserError("--arch ta80 trains its own text encoder on raw captions: EMA and hard negatives are for "
                         "the cached-vector archs (dfgan, stackgan); drop --set ema / hard_negatives")

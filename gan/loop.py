@@ -225,10 +225,11 @@ def hard_negatives(cfg: GanConfig, data: TrainingData, sampler: BatchSampler, lo
         return None
     from gan.negatives import HardNegatives
 
+    margin = f", closer to their own image by >= {cfg.hard_neg_margin:.2f}" if cfg.hard_neg_margin else ""
     log(f"hard negatives: {cfg.hard_negatives:.0%} of mismatched captions mined at cosine "
-        f"{cfg.hard_neg_low:.2f}-{cfg.hard_neg_high:.2f} from a pool of {cfg.hard_neg_pool} per step")
+        f"{cfg.hard_neg_low:.2f}-{cfg.hard_neg_high:.2f}{margin} from a pool of {cfg.hard_neg_pool} per step")
     return HardNegatives(data.vectors, data.caption_image, sampler.images, cfg.hard_negatives, cfg.hard_neg_low,
-                         cfg.hard_neg_high, cfg.hard_neg_pool, cfg.seed)
+                         cfg.hard_neg_high, cfg.hard_neg_pool, cfg.seed, margin=cfg.hard_neg_margin)
 
 
 def _loop(cfg, trainer, ds, manager, step_var, samples, log, start, total, sampler, after_step, run_dir):

@@ -69,6 +69,7 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     (["--set", "diffaug=color"], r"diffaug='color': unknown DiffAugment policy color; choose from translation"),
     (["--set", "hard_neg_low=0.9", "--set", "hard_neg_high=0.8"], r"need -1 <= low < high <= 1"),
     (["--set", "ema_decay=1.0"], r"ema_decay=1.0: must be in \[0, 1\)"),
+    (["--set", "hard_neg_margin=-0.1"], r"hard_neg_margin=-0.1: must be in \[0, 2\)"),
     (["--arch", "ta80", "--set", "ema=true"], r"EMA and hard negatives are for the cached-vector archs"),
     (["--set", "upsample=cubic"], r"upsample='cubic': choose one of nearest, bilinear"),
     (["--arch", "stackgan", "--set", "upsample=bilinear"], r"upsample=bilinear: only --arch dfgan has this option"),
@@ -353,6 +354,31 @@ def test_hard_negatives_come_from_other_images_inside_the_band_and_are_keyed_by_
     np.testing.assert_array_equal(mined, miner.mine(5, cond, images, wrong))  # a pure function of the step
     none = HardNegatives(vectors, caption_image, np.arange(40), 0.0, 0.8, 0.97, 200, 0)
     np.testing.assert_array_equal(none.mine(5, cond, images, wrong), wrong)
+
+
+def test_centroid_margin_drops_a_caption_that_fits_both_images_and_keeps_one_that_contradicts():
+    from gan.negatives import HardNegatives, image_centroids
+
+    e = np.eye(8)
+    # image 0 has attributes 1, 2, 3; image 1 has 1, 2 and 4 instead of 3; each caption names two of them
+    captions = [e[1] + e[2], e[2] + e[3], e[1] + e[3],  # image 0
+                e[1] + e[2], e[2] + e[4], e[1] + e[4]]  # image 1: row 3 fits image 0 too, row 5 names 4
+    vectors, caption_image = np.array(captions), np.array([0, 0, 0, 1, 1, 1])
+    cond = vectors[[2]].astype(np.float32)  # the real caption: image 0's "1 and 3"
+    centroids = image_centroids(vectors / np.sqrt(2), caption_image)
+    np.testing.assert_allclose(centroids[0], (e[1] + e[2] + e[3]) / np.sqrt(3), atol=1e-6)
+
+    def picks(margin):
+        miner = HardNegatives(vectors, caption_image, np.arange(2), 1.0, 0.4, 0.9, 64, seed=0, margin=margin)
+        rows = {int(miner.mine(s, cond, np.array([0]), np.full((1, 1), -1))[0, 0]) for s in range(40)}
+        return miner, rows - {-1}  # -1: a step whose pool (6 draws of the 6 rows) held no candidate
+
+    _, plain = picks(0.0)
+    assert plain == {3, 5}  # both at cosine 0.5 with the real caption (row 4 is at 0)
+    miner, kept = picks(0.1)
+    assert kept == {5}  # row 3 describes image 0 as well: margin 2/√6 − 2/√6 = 0
+    np.testing.assert_allclose(miner.centroid_margin(np.array([3, 5]), np.array([0]))[0], [0.0, 1 / np.sqrt(6)],
+                               atol=2e-3)  # float16 storage
 
 
 def test_each_d_layer_draws_its_own_seeded_initial_weights():
