@@ -57,6 +57,11 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def read_attributes(dataset_dir: str | Path) -> dict[str, dict]:
+    """image id -> its row of a synthetic dataset folder's attributes.jsonl."""
+    return {r["image_id"]: r for r in _read_jsonl(Path(dataset_dir) / "attributes.jsonl")}
+
+
 def load_labelled_images(dataset_dir: str | Path, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, 64, 64, 3] images and int64 [N, 4] attribute indices of a synthetic dataset folder.
 
@@ -65,7 +70,7 @@ def load_labelled_images(dataset_dir: str | Path, limit: int | None = None, seed
     from tools.images import load_rgb
 
     root = Path(dataset_dir)
-    attrs = {r["image_id"]: r for r in _read_jsonl(root / "attributes.jsonl")}
+    attrs = read_attributes(root)
     manifest = [r for r in _read_jsonl(root / "manifest.jsonl") if r["image_id"] in attrs]
     if not manifest:
         raise UserError(f"{root}: no image of manifest.jsonl has a row in attributes.jsonl; is it a synthetic set?")
