@@ -18,23 +18,32 @@ No labels are used: only the cached vectors.
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 
 class HardNegatives:
     def __init__(self, vectors: np.ndarray, caption_image: np.ndarray, usable_images: np.ndarray, share: float,
-                 low: float, high: float, pool: int, seed: int, margin: float = 0.0):
+                 low: float, high: float, pool: int, seed: int, margin: float = 0.0, blas_threads: int | None = 1):
         """vectors [N, D] (any float dtype); caption_image [N]; usable_images [M'] image rows the sampler uses;
-        margin: the centroid margin above (0: off)."""
+        margin: the centroid margin above (0: off); blas_threads: BLAS threads of the miner's product (None: the
+        library's default, all cores)."""
         v = np.asarray(vectors, np.float32)
         unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # [N, D]
         self.unit = unit.astype(np.float16)
         self.caption_image = np.asarray(caption_image, np.int64)
         self.margin = margin
-        self.centroid = image_centroids(unit, self.caption_image).astype(np.float16) if margin > 0 else None
+        self.centroid = self.own = None
+        if margin > 0:
+            self.centroid = image_centroids(unit, self.caption_image).astype(np.float16)  # [M, D]
+            own = self.centroid[self.caption_image].astype(np.float32)  # [N, D], once
+            self.own = np.einsum("nd,nd->n", self.unit.astype(np.float32), own)  # [N] cos(w, its image's centroid)
         self.candidates = np.flatnonzero(np.isin(self.caption_image, usable_images))  # caption rows of usable images
         self.share, self.low, self.high = share, low, high
         self.pool, self.seed = min(pool, len(self.candidates)), seed
         self.stats = {"mined": 0, "no_candidate": 0}
+        # the miner runs in the input pipeline beside the TF step: a multi-threaded BLAS there spins against TF's
+        # own threads on a 2-core machine (bench/train_step.py's pipeline table measures it), so one thread
+        self._blas, self.blas_threads = ThreadpoolController(), blas_threads
 
     def mine(self, step: int, cond: np.ndarray, images: np.ndarray, wrong_rows: np.ndarray) -> np.ndarray:
         """cond [B, D] float32 real conditions; images [B] their image rows; wrong_rows [B, k] random mismatched
@@ -45,10 +54,14 @@ class HardNegatives:
         if len(chosen) == 0:
             return wrong_rows
         c = cond[chosen] / np.maximum(np.linalg.norm(cond[chosen], axis=1, keepdims=True), 1e-12)  # [b', D]
-        cos = c @ self.unit[pool].astype(np.float32).T  # [b', P]
+        if self.centroid is not None:  # one product for both: [real captions; real images' centroids] · pool
+            c = np.concatenate([c, self.centroid[images[chosen]].astype(np.float32)])  # [2b', D]
+        with self._blas.limit(limits=self.blas_threads, user_api="blas"):
+            prod = c @ self.unit[pool].astype(np.float32).T  # [b' or 2b', P]
+        cos = prod[: len(chosen)]
         ok = (cos >= self.low) & (cos <= self.high) & (self.caption_image[pool][None, :] != images[chosen, None])
         if self.centroid is not None:
-            ok &= self.centroid_margin(pool, images[chosen]) >= self.margin
+            ok &= self.own[pool][None, :] - prod[len(chosen):] >= self.margin
         keys = np.where(ok, rng.random(ok.shape), -1.0)  # uniform choice among the candidates
         pick, found = keys.argmax(axis=1), ok.any(axis=1)  # [b']
         out = wrong_rows.copy()
@@ -59,10 +72,9 @@ class HardNegatives:
 
     def centroid_margin(self, rows: np.ndarray, images: np.ndarray) -> np.ndarray:
         """rows [P] caption rows; images [b] image rows -> [b, P]: cos(w, centroid of w's image) - cos(w, centroid
-        of the image)."""
+        of the image), as mine() computes it (margin > 0 only)."""
         w = self.unit[rows].astype(np.float32)  # [P, D]
-        own = np.sum(w * self.centroid[self.caption_image[rows]].astype(np.float32), axis=1)  # [P]
-        return own[None, :] - self.centroid[images].astype(np.float32) @ w.T
+        return self.own[rows][None, :] - self.centroid[images].astype(np.float32) @ w.T
 
 
 def image_centroids(unit: np.ndarray, caption_image: np.ndarray) -> np.ndarray:

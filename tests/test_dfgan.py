@@ -352,6 +352,8 @@ def test_hard_negatives_come_from_other_images_inside_the_band_and_are_keyed_by_
         assert caption_image[mined[b, 0]] != images[b]
         assert 0.8 - 1e-3 <= unit[rows[b]] @ unit[mined[b, 0]] <= 0.97 + 1e-3
     np.testing.assert_array_equal(mined, miner.mine(5, cond, images, wrong))  # a pure function of the step
+    every_thread = HardNegatives(vectors, caption_image, np.arange(40), 1.0, 0.8, 0.97, 200, 0, blas_threads=None)
+    np.testing.assert_array_equal(mined, every_thread.mine(5, cond, images, wrong))  # threads change only speed
     none = HardNegatives(vectors, caption_image, np.arange(40), 0.0, 0.8, 0.97, 200, 0)
     np.testing.assert_array_equal(none.mine(5, cond, images, wrong), wrong)
 
