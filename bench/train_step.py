@@ -25,6 +25,9 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
 Pipeline table:
   (a) the GAN step on in-memory tensors (= the plain row of --arch): the limit, no input pipeline at all
   (b) the real cached pipeline: uint8 image cache + cached vectors, tf.data with prefetch (what train_gan.py runs)
+  (b-blas) the same with the hard-negative miner's product on the BLAS library's default threads (before
+           gan/negatives.py limited it to one): what a second thread pool beside TF's costs on this machine
+  (b0) the same without hard negatives: what the miner costs at all
   (c) the same GAN with the MiniLM encoder run inside the step on the raw captions: what the cache avoids
   (d) --arch ta80 on its own pipeline (GRU text encoder trained in the loop on raw captions)
   Target: (b)/(a) <= 1.05.
@@ -164,6 +167,15 @@ def pipeline_rows(args, plain, data, images, vocab) -> list[Row]:
         ds = make_dataset(image_array, conditions, sampler, 0, negatives=_negatives(cfg, data, sampler))
         rows.append(step_row("pipeline", args.arch, "(b) cached pipeline (train_gan.py)", cfg, trainer, step,
                              iter(ds), args.warmup))
+        miner = _negatives(cfg, data, sampler)
+        if miner is not None:
+            miner.blas_threads = None
+            ds = make_dataset(image_array, conditions, sampler, 0, negatives=miner)
+            rows.append(step_row("pipeline", args.arch, "(b-blas) miner on all BLAS threads", cfg, trainer, step,
+                                 iter(ds), args.warmup))
+            ds = make_dataset(image_array, conditions, sampler, 0)
+            rows.append(step_row("pipeline", args.arch, "(b0) no hard negatives", cfg, trainer, step, iter(ds),
+                                 args.warmup))
     if "c" not in args.skip and cfg.arch != "ta80":
         rows.append(minilm_row(args, cfg, data, image_array, sampler))
     if "d" not in args.skip:
