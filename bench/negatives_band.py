@@ -14,7 +14,6 @@ Output: the two tables on stdout and in bench/results/negatives-band-<date>.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path

@@ -35,8 +35,10 @@ class HardNegatives:
         self.centroid = self.own = None
         if margin > 0:
             self.centroid = image_centroids(unit, self.caption_image).astype(np.float16)  # [M, D]
-            own = self.centroid[self.caption_image].astype(np.float32)  # [N, D], once
-            self.own = np.einsum("nd,nd->n", self.unit.astype(np.float32), own)  # [N] cos(w, its image's centroid)
+            self.own = np.concatenate([  # [N] cos(w, its image's centroid), in row chunks: no [N, D] copies
+                np.einsum("nd,nd->n", self.unit[k:k + 65536].astype(np.float32),
+                          self.centroid[self.caption_image[k:k + 65536]].astype(np.float32))
+                for k in range(0, len(self.unit), 65536)]) if len(self.unit) else np.zeros(0, np.float32)
         self.candidates = np.flatnonzero(np.isin(self.caption_image, usable_images))  # caption rows of usable images
         self.share, self.low, self.high = share, low, high
         self.pool, self.seed = min(pool, len(self.candidates)), seed
