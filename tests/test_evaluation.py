@@ -175,9 +175,16 @@ def test_attribute_accuracy_counts_only_named(classifier, fresh_flowers):
     named = [{"petal_color": ATTRIBUTE_VALUES["petal_color"][p],
               "petal_count": ATTRIBUTE_VALUES["petal_count"][(c + 1) % 4]} for p, _, c, _ in labels]
     acc = attribute_accuracy(images, named, classifier)
-    assert acc["petal_color"] == {"accuracy": 1.0, "count": 100}
+    assert (acc["petal_color"]["accuracy"], acc["petal_color"]["count"]) == (1.0, 100)
+    # confusion rows: the value named, columns: the value shown; all on the diagonal for the true colour
+    np.testing.assert_array_equal(acc["petal_color"]["confusion"], np.diag(np.bincount(labels[:, 0], minlength=7)))
     assert acc["petal_count"]["accuracy"] <= 0.05 and acc["petal_count"]["count"] == 100
-    assert acc["center_color"] == {"accuracy": None, "count": 0}
+    # the count named is the next value: each image lands in row (shown + 1) % 4, column shown
+    shifted = np.zeros((4, 4), np.int64)
+    np.add.at(shifted, ((labels[:, 2] + 1) % 4, labels[:, 2]), 1)
+    assert np.abs(np.array(acc["petal_count"]["confusion"]) - shifted).sum() <= 10  # <= 5 images misread
+    assert acc["center_color"] == {"accuracy": None, "count": 0, "confusion": np.zeros((4, 4), int).tolist(),
+                                   "unread": 0}
 
 
 def test_classifier_fid_floor_and_is(classifier, fresh_flowers):
@@ -234,7 +241,8 @@ def test_evaluate_cli_on_real_flowers(tmp_path, classifier, fresh_flowers, capsy
     assert main(["--images", str(tmp_path), "--captions", str(tmp_path / "caps.jsonl")]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["n_captions"] == 40 and m["n_images"] == 80
-    assert m["attribute_accuracy"]["petal_color"] == {"accuracy": 1.0, "count": 80}
+    assert (m["attribute_accuracy"]["petal_color"]["accuracy"], m["attribute_accuracy"]["petal_color"]["count"]) == (1.0, 80)
+    assert np.sum(m["attribute_accuracy"]["petal_count"]["confusion"]) == 80
     assert m["attribute_accuracy"]["petal_count"]["accuracy"] >= 0.95
     # two identical samples per caption: pixel distance is exactly 0 (uint8 differences); the feature distance is 0
     # up to float32 rounding, which differs by instruction set (3.5e-8 on an AVX2 machine, 0.0 on AVX-512) because
@@ -257,7 +265,8 @@ def test_pixel_check_reads_every_real_flower_and_wrong_colours_fail():
              for p, c in labels[:, :2]]
     named[0] = {"petal_count": 5}  # a caption that names neither colour is not counted
     acc = pixel_accuracy(images, named)
-    assert acc == {"petal_color": {"accuracy": 1.0, "count": 299}, "center_color": {"accuracy": 1.0, "count": 299}}
+    assert {a: (v["accuracy"], v["count"]) for a, v in acc.items()} == {"petal_color": (1.0, 299), "center_color": (1.0, 299)}
+    np.testing.assert_array_equal(acc["center_color"]["confusion"], np.diag(np.bincount(labels[1:, 1], minlength=4)))
     # the same images judged against the next colour of the palette: every one wrong
     shifted = [{"petal_color": ATTRIBUTE_VALUES["petal_color"][(p + 1) % 7],
                 "center_color": ATTRIBUTE_VALUES["center_color"][(c + 1) % 4]} for p, c in labels[:, :2]]
@@ -266,6 +275,8 @@ def test_pixel_check_reads_every_real_flower_and_wrong_colours_fail():
     # a dark blob (all background brightness) shows no petal colour at all
     blob = np.full((1, 64, 64, 3), 90, np.uint8)
     assert pixel_colours(blob)["petal_color"][0] == -1
+    unread = pixel_accuracy(blob, [{"petal_color": "red"}])["petal_color"]  # counted as wrong, in no column
+    assert (unread["accuracy"], unread["unread"], np.sum(unread["confusion"])) == (0.0, 1, 0)
     with pytest.raises(ValueError, match=r"expected uint8 \[N, 64, 64, 3\]"):
         pixel_colours(np.zeros((2, 32, 32, 3), np.uint8))
 
@@ -289,8 +300,9 @@ def test_evaluate_pixel_cli_trains_nothing_and_writes_pixel_check_json(tmp_path,
     (tmp_path / "caps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["--images", str(tmp_path), "--captions", str(tmp_path / "caps.jsonl"), "--pixel"]) == 0
     m = json.loads((tmp_path / "pixel_check.json").read_text())
-    assert m["pixel_check"] == {"petal_color": {"accuracy": 1.0, "count": 20},
-                                "center_color": {"accuracy": 0.75, "count": 20}}
+    assert {a: (v["accuracy"], v["count"]) for a, v in m["pixel_check"].items()} == {
+        "petal_color": (1.0, 20), "center_color": (0.75, 20)}
+    assert np.trace(m["pixel_check"]["center_color"]["confusion"]) == 15  # the 5 wrong captions sit off the diagonal
     import re
 
     assert re.search(r"center_color accuracy \(n=20\) +0\.750 +0\.25\n", capsys.readouterr().out)
@@ -298,3 +310,19 @@ def test_evaluate_pixel_cli_trains_nothing_and_writes_pixel_check_json(tmp_path,
                                                  + "\n" for i in range(20)))
     with pytest.raises(UserError, match="--pixel: no caption in .* names a petal or centre colour"):
         main(["--images", str(tmp_path), "--captions", str(tmp_path / "caps.jsonl"), "--pixel"])
+
+
+def test_report_prints_the_confusion_of_weak_attributes_only():
+    from tools.evaluation.report import format_confusions
+
+    count = {"accuracy": 0.5, "count": 8, "confusion": [[2, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 2, 0]],
+             "unread": 1}
+    colour = {"accuracy": 0.99, "count": 100, "confusion": np.diag([15] * 7).tolist(), "unread": 0}
+    lines = format_confusions({"petal_count": count, "petal_color": colour, "center_color": {"accuracy": None}})
+    assert lines == ["petal_count: rows the value named, columns the value shown",
+                     "           4     5     6     8",
+                     "     4     2     0     0     0",
+                     "     5     0     1     1     0",
+                     "     6     0     0     1     0",
+                     "     8     0     0     2     0",
+                     "      1 images show no petal count at all"]

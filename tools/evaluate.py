@@ -165,7 +165,7 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
     import numpy as np
 
     from tools.evaluation.pixel_check import ATTRIBUTES, pixel_accuracy
-    from tools.evaluation.report import METRICS_VERSION, named_attributes
+    from tools.evaluation.report import METRICS_VERSION, format_confusions, named_attributes
 
     ids = [i for i in images if len(images[i])]
     stack = np.concatenate([images[i] for i in ids])
@@ -182,6 +182,8 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
     for a in ATTRIBUTES:
         v = acc[a]["accuracy"]
         print(f"{a + ' accuracy (n=' + str(acc[a]['count']) + ')':<38} {'-' if v is None else f'{v:9.3f}'}  {chance[a]:.2f}")
+    for line in format_confusions(acc):
+        print(line)
     print(f"{len(ids)} captions x {len(stack) / len(ids):g} samples; real flowers score 1.000 on this check")
     out = args.out or args.images / "pixel_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)

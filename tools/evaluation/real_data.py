@@ -89,12 +89,20 @@ def _resolve(root: Path, path: str) -> Path:
 
 def named_accuracy(predicted: dict[str, np.ndarray], named_attributes: list[dict]) -> dict:
     """Per attribute of `predicted` ({attribute: [N] predicted class index}): how often image i shows the value
-    caption i names, over the captions that name it: {attribute: {"accuracy": float | None, "count": int}}."""
+    caption i names, over the captions that name it: {attribute: {"accuracy": float | None, "count": int,
+    "confusion": int [V][V] (rows: the value named, columns: the value shown, in ATTRIBUTE_VALUES order),
+    "unread": int (images whose prediction is no value, -1: e.g. the pixel check finds no petal colour)}}."""
     out = {}
     for a, pred in predicted.items():
-        hits = [pred[i] == value_index(a, named[a]) for i, named in enumerate(named_attributes)
-                if named.get(a) is not None]
-        out[a] = {"accuracy": float(np.mean(hits)) if hits else None, "count": len(hits)}
+        n_values = len(ATTRIBUTE_VALUES[a])
+        named = [(i, value_index(a, n[a])) for i, n in enumerate(named_attributes) if n.get(a) is not None]
+        confusion = np.zeros((n_values, n_values), np.int64)
+        shown = [(v, int(pred[i])) for i, v in named if 0 <= pred[i] < n_values]
+        if shown:
+            np.add.at(confusion, tuple(np.array(shown).T), 1)
+        hits = [pred[i] == v for i, v in named]
+        out[a] = {"accuracy": float(np.mean(hits)) if hits else None, "count": len(hits),
+                  "confusion": confusion.tolist(), "unread": len(named) - len(shown)}
     return out
 
 

@@ -32,9 +32,10 @@ from tools.errors import UserError
 from tools.evaluation.attribute_classifier import attribute_accuracy, heldout_images, load_or_train
 from tools.evaluation.diversity import diversity, mean_pairwise_distance
 from tools.evaluation.fid import frechet_distance_from_activations, inception_score_from_probs
-from tools.evaluation.real_data import ATTRIBUTES, load_labelled_images, value_index
+from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES, load_labelled_images, value_index
 
 REAL_LIMIT = 2000  # least real reference images decoded from a dataset folder (2x the generated count if more)
+CONFUSION_BELOW = 0.95  # the report prints the confusion of attributes scored under this accuracy
 METRICS_VERSION = 2  # bump when a metric's definition changes: tools/evaluation/compare re-evaluates older metrics
 
 
@@ -277,4 +278,22 @@ def format_table(m: dict) -> str:
     note = f"{m['n_captions']} captions x {m['samples_per_caption']:.3g} samples; real reference: {m['real_reference']['source']}"
     if m["attribute_ceiling"] is None:
         note += "\nno attribute rows: " + m["attribute_accuracy"]["why"]
-    return "\n".join(lines + [note])
+    return "\n".join(lines + format_confusions(m["attribute_accuracy"]) + [note])
+
+
+def format_confusions(accuracy: dict, below: float = CONFUSION_BELOW) -> list[str]:
+    """Text blocks, one per attribute scored under `below`: which value the images show (columns) for the value
+    the caption names (rows), e.g. whether a wrong petal count is one petal off or any count."""
+    out = []
+    for a in ATTRIBUTES:
+        acc = accuracy.get(a) or {}
+        if acc.get("accuracy") is None or acc["accuracy"] >= below or "confusion" not in acc:
+            continue
+        values = [str(v) for v in ATTRIBUTE_VALUES[a]]
+        width = max(6, *(len(v) + 1 for v in values))
+        out.append(f"{a}: rows the value named, columns the value shown")
+        out.append(" " * width + "".join(f"{v:>{width}}" for v in values))
+        out += [f"{v:>{width}}" + "".join(f"{n:>{width}}" for n in row) for v, row in zip(values, acc["confusion"])]
+        if acc.get("unread"):
+            out.append(f"{'':>{width}}{acc['unread']} images show no {a.replace('_', ' ')} at all")
+    return out
