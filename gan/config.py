@@ -18,6 +18,7 @@ ARCHS = ("dfgan", "stackgan", "ta80")
 CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
 LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
+PROJ4 = ("pooled", "spatial")  # dfgan D's 4×4 projection term: one W4 for the pooled features, or one per position
 # the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
@@ -68,6 +69,7 @@ class GanConfig:
     z_dim: int = 100  # noise dimension
     c_dim: int = 128  # conditioning-augmentation dimension
     upsample: str = "nearest"  # dfgan: how G's blocks double the resolution: nearest | bilinear
+    proj4: str = "pooled"  # dfgan D: the 4×4 projection term on pooled features, or spatial (weights per position)
     d_norm: str = "auto"  # discriminator normalisation: auto (none for magp, else batch) | batch | none
     ta80_embed_dim: int = 256  # ta80: word embedding size
     ta80_rnn_dim: int = 128  # ta80: GRU size (= text vector size)
@@ -231,11 +233,13 @@ def validate(cfg: GanConfig) -> None:
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
-    if cfg.upsample not in UPSAMPLING:
-        raise UserError(f"--set upsample={cfg.upsample!r}: choose one of {', '.join(UPSAMPLING)}")
-    if cfg.upsample != "nearest" and cfg.arch != "dfgan":
-        raise UserError(f"--set upsample={cfg.upsample}: only --arch dfgan has this option ({cfg.arch} upsamples "
-                        f"its own way); drop it or use --arch dfgan")
+    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJ4)):  # dfgan's choices; first: the default
+        v = getattr(cfg, name)
+        if v not in allowed:
+            raise UserError(f"--set {name}={v!r}: choose one of {', '.join(allowed)}")
+        if v != allowed[0] and cfg.arch != "dfgan":
+            raise UserError(f"--set {name}={v}: only --arch dfgan has this option ({cfg.arch} has one way); "
+                            "drop it or use --arch dfgan")
     choice("mixed_precision", ("auto", "on", "bf16", "off"))
     choice("strategy", ("auto", "none", "mirrored", "multiworker"))
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",

@@ -14,6 +14,10 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
        one-way output (DF-GAN): text dense 128 tiled 4×4, concatenated with f4 -> conv 3×3 -> LReLU -> conv 4×4
        + projection terms (Miyato & Koyama 2018) ⟨mean(f8), W8·t⟩ + ⟨mean(f4), W4·t⟩, where the centre disc
          and the petal layout are still resolved                                 => logit [B] float32
+       proj4="spatial": the 4×4 term reads every position with its own weights, mean_ij ⟨f4_ij, W4_ij·t⟩
+         (the pooled term is the case W4_ij = W4). A pooled term's gradient asks every position of f4 for the
+         same change; the spatial one can ask for petals here and background there, where the layout (the
+         petal count) lives. The flower is centred ± 4 px (± 12 px after DiffAugment's shift, under one f4 cell).
 
 G has the same inputs and outputs as the stackgan generator, so GanTrainer, sampling and load_generator treat
 both alike.
@@ -24,6 +28,7 @@ import keras
 from keras import layers, ops
 
 from gan.conditioning import ConditioningAugmentation
+from gan.config import PROJ4
 
 IMAGE_SIZE = 64
 
@@ -124,9 +129,11 @@ def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same",
                          dtype=dtype)
 
 
-def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128):
+def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled"):
     """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
-    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32."""
+    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4: one of PROJ4."""
+    if proj4 not in PROJ4:
+        raise ValueError(f"proj4={proj4!r}: expected one of {', '.join(PROJ4)}")
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
     h, feats = image, []
     for i, ch in enumerate((ndf, 2 * ndf, 4 * ndf, 8 * ndf)):  # 32, 16, 8, 4 px
@@ -145,11 +152,17 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128):
     h = layers.LeakyReLU(0.2)(_d_conv(2 * ndf, 3, "joint_conv")(h))
     h = _d_conv(1, 4, "logit", padding="valid", dtype="float32")(h)  # [B, 1, 1, 1]
     logit = layers.Reshape((), dtype="float32", name="flat")(h)  # [B]
-    # projection terms: <pooled features, W·t> at 8×8 and 4×4
+    # projection terms: <pooled features, W·t> at 8×8 and 4×4 (4×4 optionally per position)
     terms = [logit]
     for name, f, ch in (("proj8", f8, 4 * ndf), ("proj4", f4, 8 * ndf)):
-        phi = layers.GlobalAveragePooling2D(name=f"{name}_pool")(f)  # [B, ch]
-        wt = layers.Dense(ch, use_bias=False, kernel_initializer=_dcgan_init(), name=f"{name}_w")(text)  # [B, ch]
+        spatial = name == "proj4" and proj4 == "spatial"
+        if spatial:
+            positions = f.shape[1] * f.shape[2]
+            phi = layers.Rescaling(1.0 / positions, name=f"{name}_mean")(layers.Flatten(name=f"{name}_flat_f")(f))
+            width = positions * ch  # [B, 16ch]: W4_ij·t for every position ij, against f4 flattened the same way
+        else:
+            phi, width = layers.GlobalAveragePooling2D(name=f"{name}_pool")(f), ch  # [B, ch]
+        wt = layers.Dense(width, use_bias=False, kernel_initializer=_dcgan_init(), name=f"{name}_w")(text)
         dot = layers.Dot(axes=1, dtype="float32", name=name)([phi, wt])  # [B, 1]
         terms.append(layers.Reshape((), dtype="float32", name=f"{name}_flat")(dot))  # [B]
     out = layers.Add(dtype="float32", name="d_logit")(terms)

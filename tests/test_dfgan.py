@@ -73,6 +73,8 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     (["--arch", "ta80", "--set", "ema=true"], r"EMA and hard negatives are for the cached-vector archs"),
     (["--set", "upsample=cubic"], r"upsample='cubic': choose one of nearest, bilinear"),
     (["--arch", "stackgan", "--set", "upsample=bilinear"], r"upsample=bilinear: only --arch dfgan has this option"),
+    (["--set", "proj4=grid"], r"proj4='grid': choose one of pooled, spatial"),
+    (["--arch", "stackgan", "--set", "proj4=spatial"], r"proj4=spatial: only --arch dfgan has this option"),
     (["--mixed-precision", "fp8"], r"--mixed_precision 'fp8': choose one of auto, on, bf16, off|"
                                    r"--mixed-precision 'fp8': choose one of auto, on, bf16, off"),
 ])
@@ -207,6 +209,29 @@ def test_bilinear_upsampling_keeps_the_weights_and_is_what_load_generator_rebuil
     # often than across blocks; bilinear has no such seams
     seam = lambda x: np.abs(x[:, :, 1:-1:2] - x[:, :, 2::2]).mean() / np.abs(x[:, :, 0::2] - x[:, :, 1::2]).mean()  # noqa: E731
     assert seam(a) > seam(b)
+
+
+def test_spatial_projection_trains_and_resumes(work, tmp_path):
+    import tensorflow as tf
+
+    from gan.run_dir import find_checkpoint, load_config
+    from gan.trainer import build_trainer
+
+    _, cache = work
+    cli(["--embeddings", cache, "--run-dir", tmp_path, "--steps", 2, "--set", "proj4=spatial", *TINY])
+    run = tmp_path / "00001-tiny-flowers-testhash"
+    assert json.loads((run / "config.json").read_text())["proj4"] == "spatial"
+
+    def proj4_kernel():  # D's per-position W4 as the latest checkpoint holds it
+        trainer = build_trainer(load_config(run))
+        tf.train.Checkpoint(d_head=trainer.d_head).read(find_checkpoint(run, None)).expect_partial()
+        return trainer.d_head.get_layer("proj4_w").kernel.numpy()
+
+    first = proj4_kernel()
+    assert first.shape == (16, 16 * 8 * 8)  # text dim 16 -> a W4 per 4×4 position of 8·ndf channels
+    cli(["--resume", run, "--steps", 3])
+    again = proj4_kernel()
+    assert again.shape == first.shape and np.isfinite(again).all() and np.abs(again - first).max() > 0
 
 
 # ------------------------------------------------------------------------------------------ EMA
@@ -381,6 +406,34 @@ def test_centroid_margin_drops_a_caption_that_fits_both_images_and_keeps_one_tha
     assert kept == {5}  # row 3 describes image 0 as well: margin 2/√6 − 2/√6 = 0
     np.testing.assert_allclose(miner.centroid_margin(np.array([3, 5]), np.array([0]))[0], [0.0, 1 / np.sqrt(6)],
                                atol=2e-3)  # float16 storage
+
+
+def test_spatial_projection_is_the_pooled_one_when_every_position_shares_w4_and_reads_the_layout():
+    from gan import dfgan
+
+    def proj4_term(head):  # the 4×4 projection term alone: [f8, f4, text] -> [B]
+        return keras.Model(head.inputs, head.get_layer("proj4_flat").output)
+
+    keras.utils.set_random_seed(3)
+    _, pooled = dfgan.build_discriminator(16, ndf=4)
+    _, spatial = dfgan.build_discriminator(16, ndf=4, proj4="spatial")
+    w4 = pooled.get_layer("proj4_w").kernel.numpy()  # [16, 32]
+    assert spatial.get_layer("proj4_w").kernel.shape == (16, 16 * 32)  # one W4 per 4×4 position
+    rng = np.random.default_rng(0)
+    f8, f4 = rng.normal(size=(3, 8, 8, 16)).astype("float32"), rng.normal(size=(3, 4, 4, 32)).astype("float32")
+    text = rng.normal(size=(3, 16)).astype("float32")
+    expected = np.einsum("bc,bc->b", f4.mean((1, 2)), text @ w4)  # ⟨mean(f4), W4·t⟩
+    np.testing.assert_allclose(proj4_term(pooled)([f8, f4, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
+    spatial.get_layer("proj4_w").kernel.assign(np.tile(w4, (1, 16)))  # W4_ij = W4 at every position
+    np.testing.assert_allclose(proj4_term(spatial)([f8, f4, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
+    # its own weights per position: moving the features to other positions changes the spatial term only
+    spatial.get_layer("proj4_w").kernel.assign(rng.normal(size=(16, 16 * 32)).astype("float32"))
+    flipped = f4[:, ::-1, ::-1]
+    np.testing.assert_allclose(proj4_term(pooled)([f8, flipped, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
+    a, b = proj4_term(spatial)([f8, f4, text]).numpy(), proj4_term(spatial)([f8, flipped, text]).numpy()
+    assert np.all(np.abs(a - b) > 1e-3)
+    with pytest.raises(ValueError, match="proj4='grid': expected one of pooled, spatial"):
+        dfgan.build_discriminator(16, ndf=4, proj4="grid")
 
 
 def test_each_d_layer_draws_its_own_seeded_initial_weights():
