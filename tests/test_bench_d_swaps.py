@@ -1,0 +1,72 @@
+"""bench/d_swaps.py: the swapped captions change exactly one attribute (read back by the caption grammar), the
+interaction is the double-centred part (golden), and the study end to end on a tiny trained dfgan run."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import d_swaps  # noqa: E402
+
+
+def test_each_swapped_caption_changes_exactly_its_attribute():
+    from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES, value_index
+    from tools.synthetic.captions import parse_caption
+
+    labels = np.array([[0, 1, 2, 0], [6, 3, 3, 1], [3, 0, 0, 1]])
+    true, swaps = d_swaps.swapped_captions(labels, np.random.default_rng(0))
+    assert true[0] == "this flower has six round red petals and a brown center"
+    for i, row in enumerate(labels):
+        read = parse_caption(true[i])
+        assert [value_index(a, read[a]) for a in ATTRIBUTES] == list(row)
+        for k, a in enumerate(ATTRIBUTES):
+            got = parse_caption(swaps[a][i])
+            values = [value_index(b, got[b]) for b in ATTRIBUTES]
+            assert values[k] != row[k] and 0 <= values[k] < len(ATTRIBUTE_VALUES[a])
+            assert values[:k] + values[k + 1:] == list(row[:k]) + list(row[k + 1:])
+
+
+def test_interaction_removes_row_and_column_effects():
+    inner = np.array([[1.0, -1.0, 0.0], [-2.0, 1.0, 1.0], [1.0, 0.0, -1.0]])  # rows and columns sum to 0
+    mean = inner + np.array([[5.0], [-1.0], [2.0]]) + np.array([[0.5, 3.0, -4.0]])  # + image and caption biases
+    np.testing.assert_allclose(d_swaps.interaction(mean), inner, atol=1e-12)
+    assert d_swaps.win_rate(np.array([2.0, 0.0, 1.0, 3.0]), np.array([1.0, 1.0, 1.0, 0.0])) == \
+        {"win": 0.5, "gap": pytest.approx(0.75)}
+
+
+def test_study_end_to_end_on_a_tiny_run(tmp_path):
+    import precompute_embeddings
+    import train_gan
+    from tools.synthetic import generate_dataset
+
+    data = tmp_path / "flowers"
+    generate_dataset(data, n=24, seed=0, n_test=4, progress=False)
+    cache = tmp_path / "tfidf.h5"
+    assert precompute_embeddings.main(["--data", str(data), "--encoder", "tfidf", "--out", str(cache)]) in (0, None)
+    train_gan.main(["--embeddings", str(cache), "--run-dir", str(tmp_path / "runs"), "--steps", "2", "--ngf", "8",
+                    "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
+                    "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=1",
+                    "--set", "hard_negatives=0"])
+    run = next((tmp_path / "runs").iterdir())
+    assert d_swaps.main(["--runs", f"tiny={run},again={run}", "--data", str(data), "--images", "24",
+                         "--results", str(tmp_path)]) == 0
+    text = next(tmp_path.glob("d-swaps-*.md")).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| tiny |") or line.startswith("| again |")]
+    assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # same checkpoint, same numbers
+    wins = [float(c.split()[0]) for c in rows[0].strip("|").split("|")[2:]]
+    assert len(wins) == 4 and all(0.0 <= w <= 1.0 for w in wins)
+    matrix = [[float(v) for v in line.strip("|").split("|")[1:]] for line in text.splitlines()
+              if line[:4] in ("| 4 ", "| 5 ", "| 6 ", "| 8 ")][:4]
+    np.testing.assert_allclose(np.sum(matrix, axis=1), 0.0, atol=0.03)  # printed with 2 decimals
+
+
+def test_bad_runs_are_one_line_errors(tmp_path):
+    from tools.errors import UserError
+
+    with pytest.raises(UserError, match="expected NAME=RUN_DIR"):
+        d_swaps.parse_runs("runs/00001")
+    with pytest.raises(UserError, match="no config.json there"):
+        d_swaps.parse_runs(f"a={tmp_path}")
