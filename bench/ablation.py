@@ -92,7 +92,7 @@ def evaluate_at(run: Path, steps: int, weights: str, args, out: Path) -> dict:
 def train_row(name: str, args, state: dict, save) -> Path:
     """Train (or reuse) the row's own run through tools.evaluation.compare (same caches, budget and seed)."""
     from tools.datasets import load_dataset
-    from tools.evaluation.compare import Arm, Plan, _cache_stage, find_run, train_arm
+    from tools.evaluation.compare import Arm, Plan, cache_stage, find_run, train_arm
 
     base, changes, _, _ = ROWS[name]
     spec, arm_options = ARM_SPECS[base]
@@ -100,7 +100,7 @@ def train_row(name: str, args, state: dict, save) -> Path:
     plan = Plan(load_dataset(args.data), args.out, train={"steps": args.steps, "seed": args.seed},
                 n_per_caption=args.n_per_caption, seed=args.seed)
     entry = state["rows"].setdefault(name, {})
-    want = _cache_stage(arm, plan, entry, print)  # the arm's cache, built or reused, and the config of a new run
+    want = cache_stage(arm, plan, entry, print)  # the arm's cache, built or reused, and the config of a new run
     run = find_run(arm, want, plan, entry, print)
     if run is None:
         print(f"[{name}] train: new run in {args.out / 'runs'} ({args.steps} steps, {arm.overrides})")

@@ -196,7 +196,7 @@ def run_comparison(arms: list[Arm], plan: Plan, log=print) -> dict:
 def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save) -> None:
     from gan.loop import TrainingDiverged
 
-    want = _cache_stage(arm, plan, entry, say)
+    want = cache_stage(arm, plan, entry, say)
     save()
     if attributes is None or not arm.probe:
         entry["probe"] = None
@@ -232,7 +232,7 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
     say(f"done: {summary_line(entry, attributes is not None)}")
 
 
-def _cache_stage(arm: Arm, plan: Plan, entry: dict, say):
+def cache_stage(arm: Arm, plan: Plan, entry: dict, say):
     """Build or reuse the arm's embedding cache; returns the GanConfig a new run of this arm would have."""
     from cache.paths import DEFAULT_CACHE_DIR, default_cache_path
     from cache.writer import build_cache
