@@ -22,9 +22,10 @@ PROJ4 = ("pooled", "spatial")  # dfgan D's 4×4 projection term: one W4 for the 
 # the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
-    # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured)
+    # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured); a weaker CA KL term
+    # and D's 4×4 projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps)
     "dfgan": dict(loss="magp", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, ema=True, diffaug="translation,cutout",
-                  hard_negatives=0.5),
+                  hard_negatives=0.5, kl_weight=0.5, proj4="spatial"),
     "stackgan": {},
     "ta80": {},
 }

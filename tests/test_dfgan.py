@@ -58,11 +58,13 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     cfg = _cfg(cache)
     assert cfg.arch == "dfgan" and cfg.loss == "magp" and (cfg.lr_g, cfg.lr_d) == (1e-4, 4e-4)
     assert (cfg.beta1, cfg.beta2) == (0.0, 0.9) and cfg.ema and cfg.diffaug == "translation,cutout"
-    assert cfg.hard_negatives == 0.5
-    mine = _cfg(cache, loss="hinge", ema=False, lr_d=1e-3)
+    assert cfg.hard_negatives == 0.5 and cfg.kl_weight == 0.5 and cfg.proj4 == "spatial"
+    mine = _cfg(cache, loss="hinge", ema=False, lr_d=1e-3, kl_weight=2.0, proj4="pooled")
     assert mine.loss == "hinge" and not mine.ema and mine.lr_d == 1e-3 and mine.lr_g == 1e-4
+    assert mine.kl_weight == 2.0 and mine.proj4 == "pooled"
     stack = _cfg(cache, arch="stackgan")
     assert stack.loss == "bce" and not stack.ema and stack.diffaug == "" and stack.hard_negatives == 0.0
+    assert stack.kl_weight == 2.0 and stack.proj4 == "pooled"  # StackGAN's own KL weight; no such D term
 
 
 @pytest.mark.parametrize("args,pattern", [
