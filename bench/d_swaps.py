@@ -66,6 +66,11 @@ def caption(values) -> str:
     return f"this flower has {spec.COUNT_WORDS[count]} {shape} {petal} petals and a {centre} center"
 
 
+def label_caption(row) -> str:
+    """The template caption of one label row (ATTRIBUTE_VALUES indices in ATTRIBUTES order)."""
+    return caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)])
+
+
 def swapped_captions(labels: np.ndarray, rng: np.random.Generator) -> tuple[list[str], dict[str, list[str]]]:
     """labels int [N, 4] (ATTRIBUTE_VALUES indices) -> the true captions and, per attribute, the captions with that
     attribute's value replaced by another one drawn uniformly."""
@@ -96,23 +101,18 @@ class Judge:
     """A run's trained D (encoder + head) and its cache, restored from one checkpoint, in float32."""
 
     def __init__(self, run_dir: Path, checkpoint: int | None):
-        import keras
         import tensorflow as tf
 
         from cache.reader import EmbeddingCache
         from gan.run_dir import find_checkpoint, load_config
-        from gan.trainer import build_trainer
+        from gan.trainer import build_trainer, float32_policy
 
         self.cfg = load_config(run_dir)
         if self.cfg.arch == "ta80":
             raise UserError(f"{run_dir}: a ta80 run reads raw captions through its own GRU; this bench reads cached "
                             "vectors (dfgan, stackgan)")
-        policy = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy("float32")
-        try:
+        with float32_policy():
             self.trainer = build_trainer(self.cfg)
-        finally:
-            keras.mixed_precision.set_global_policy(policy)
         self.path = find_checkpoint(run_dir, checkpoint)
         step = tf.Variable(0, dtype=tf.int64)
         tf.train.Checkpoint(d_encoder=self.trainer.d_encoder, d_head=self.trainer.d_head, step=step) \
@@ -121,16 +121,13 @@ class Judge:
         self.cache = EmbeddingCache.open(self.cfg.cache.path)
 
     def logits(self, features: list, texts: list[str]) -> np.ndarray:
-        """D's logit [N] of the images behind `features` (one list per batch) with texts[i] as image i's caption."""
+        """D's logit [N] of the images behind `features` (batches of BATCH, from features()) with texts[i] as image
+        i's caption."""
         import tensorflow as tf
 
         vectors = self.cache.encode(texts)[0] * self.trainer.d_text_scale  # what D reads in training
-        out, start = [], 0
-        for f in features:
-            n = int(f[0].shape[0]) if isinstance(f, (list, tuple)) else int(f.shape[0])
-            out.append(self.trainer.discriminate(f, tf.constant(vectors[start:start + n]), training=False).numpy())
-            start += n
-        return np.concatenate(out)
+        return np.concatenate([self.trainer.discriminate(f, tf.constant(vectors[k * BATCH:(k + 1) * BATCH]),
+                                                         training=False).numpy() for k, f in enumerate(features)])
 
     def features(self, images: np.ndarray) -> list:
         import tensorflow as tf
@@ -150,8 +147,7 @@ def judge_run(judge: Judge, images: np.ndarray, labels: np.ndarray, seed: int) -
     for j, n in enumerate(counts):
         named = labels.copy()
         named[:, k] = j
-        by_caption[n] = judge.logits(feats, [caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)])
-                                            for row in named])
+        by_caption[n] = judge.logits(feats, [label_caption(row) for row in named])
     shown = labels[:, k]
     missing = [counts[i] for i in range(len(counts)) if not np.any(shown == i)]
     if missing:

@@ -11,6 +11,7 @@ comes from a `tf.random.Generator` that lives in the checkpoint, so a resumed ru
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -291,6 +292,17 @@ class TrainedGenerator:
         return self._fixed(pad(cond), pad(z)).numpy()[:n]
 
 
+@contextmanager
+def float32_policy():
+    """Build models in float32 whatever the training policy (mixed bf16/f16), then put the global policy back."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
 def load_generator(run_dir, checkpoint=None, weights="auto"):
     """Rebuild G from `run_dir/config.json` and restore it from a checkpoint.
 
@@ -312,12 +324,8 @@ def load_generator(run_dir, checkpoint=None, weights="auto"):
     use_ema = cfg.ema if weights == "auto" else weights == "ema"
     path = find_checkpoint(run_dir, checkpoint)
     vocab = json.loads((run_dir / "vocab.json").read_text()) if cfg.arch == "ta80" else None
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with float32_policy():
         g, _, _, text = build_models(cfg, len(vocab or []))
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
     step = tf.Variable(0, dtype=tf.int64)
     objs = dict(step=step, **({"text_encoder": text} if text is not None else {}))
     objs["generator_ema" if use_ema else "generator"] = g
