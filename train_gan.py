@@ -32,8 +32,8 @@ FLAGS = [
     ]),
     ("model", [
         ("--arch", str, "{dfgan,stackgan,ta80}", "dfgan (default): text fused into every G block, D reads the text "
-                                                 "at 8x8 and 4x4, with its recipe (magp loss, Adam 0/0.9, lr 1e-4/4e-4, "
-                                                 "EMA G, DiffAugment, hard negatives); stackgan: StackGAN-I G/D; ta80: "
+                                                 "at 8x8 and 4x4 (per position at 4x4), with its recipe (magp loss, "
+                                                 "Adam 0/0.9, lr 1e-4/4e-4, EMA G, DiffAugment, hard negatives, KL 0.5); stackgan: StackGAN-I G/D; ta80: "
                                                  "the course baseline (dense G/D, GRU trained in the loop on raw captions)"),
         ("--loss", str, "{bce,hinge,magp}", "loss family: bce (stackgan default), hinge, magp (hinge + DF-GAN MA-GP; "
                                             "dfgan default)"),
@@ -41,12 +41,12 @@ FLAGS = [
         ("--ndf", int, "N", "discriminator width (preset cpu 32, gpu 64)"),
         ("--z-dim", int, "N", "noise dimension (default 100)"),
         ("--c-dim", int, "N", "conditioning-augmentation dimension (default 128)"),
-        ("--kl-weight", float, "W", "weight of the CA KL term in the generator loss (default 2)"),
+        ("--kl-weight", float, "W", "weight of the CA KL term in the generator loss (dfgan 0.5, stackgan 2)"),
     ]),
     ("optimiser", [
-        ("--lr-g", float, "LR", "generator Adam learning rate (default 2e-4)"),
-        ("--lr-d", float, "LR", "discriminator Adam learning rate (default 2e-4)"),
-        ("--beta1", float, "B", "Adam beta1 (default 0.5)"),
+        ("--lr-g", float, "LR", "generator Adam learning rate (dfgan 1e-4, others 2e-4)"),
+        ("--lr-d", float, "LR", "discriminator Adam learning rate (dfgan 4e-4, others 2e-4)"),
+        ("--beta1", float, "B", "Adam beta1 (dfgan 0.0, others 0.5)"),
     ]),
     ("schedule", [
         ("--preset", str, "{auto,cpu,gpu}", "sizes: cpu (ngf=ndf=32, batch 64) or gpu (ngf=ndf=64, batch 128); "
