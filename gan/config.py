@@ -18,7 +18,7 @@ ARCHS = ("dfgan", "stackgan", "ta80")
 CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
 LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
-PROJ4 = ("pooled", "spatial")  # dfgan D's 4×4 projection term: one W4 for the pooled features, or one per position
+PROJECTIONS = ("pooled", "spatial")  # dfgan D's 8×8 / 4×4 projection terms: one W for the pooled features, or one per position
 # the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
@@ -71,6 +71,7 @@ class GanConfig:
     c_dim: int = 128  # conditioning-augmentation dimension
     upsample: str = "nearest"  # dfgan: how G's blocks double the resolution: nearest | bilinear
     proj4: str = "pooled"  # dfgan D: the 4×4 projection term on pooled features, or spatial (weights per position)
+    proj8: str = "pooled"  # dfgan D: the same choice for the 8×8 projection term
     d_norm: str = "auto"  # discriminator normalisation: auto (none for magp, else batch) | batch | none
     ta80_embed_dim: int = 256  # ta80: word embedding size
     ta80_rnn_dim: int = 128  # ta80: GRU size (= text vector size)
@@ -234,7 +235,7 @@ def validate(cfg: GanConfig) -> None:
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
-    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJ4)):  # dfgan's choices; first: the default
+    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJECTIONS), ("proj8", PROJECTIONS)):  # dfgan's choices; first: the default
         v = getattr(cfg, name)
         if v not in allowed:
             raise UserError(f"--set {name}={v!r}: choose one of {', '.join(allowed)}")

@@ -20,6 +20,8 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
          The flower is centred ± 4 px (± 12 px after DiffAugment's shift, under one f4 cell). The preset's
          default: at 5 000 steps centre colour 0.87 -> 0.96 and diversity 0.45x -> 0.53x over pooled; D reads
          the count word better, G's count did not follow (bench/results/count-2026-12-03.md).
+       proj8="spatial": the same per position at 8×8 (64 W8s). Measured worse, so off by default: at 5 000 steps
+         count 0.42 and FID 151, against 0.48-0.49 and 112-120 without it (bench/results/ca-noise-2026-12-04.md).
 
 G has the same inputs and outputs as the stackgan generator, so GanTrainer, sampling and load_generator treat
 both alike.
@@ -30,7 +32,7 @@ import keras
 from keras import layers, ops
 
 from gan.conditioning import ConditioningAugmentation
-from gan.config import PROJ4
+from gan.config import PROJECTIONS
 
 IMAGE_SIZE = 64
 
@@ -131,11 +133,13 @@ def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same",
                          dtype=dtype)
 
 
-def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled"):
+def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled",
+                        proj8: str = "pooled"):
     """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
-    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4: one of PROJ4."""
-    if proj4 not in PROJ4:
-        raise ValueError(f"proj4={proj4!r}: expected one of {', '.join(PROJ4)}")
+    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4, proj8: one of PROJECTIONS each."""
+    for name, v in (("proj4", proj4), ("proj8", proj8)):
+        if v not in PROJECTIONS:
+            raise ValueError(f"{name}={v!r}: expected one of {', '.join(PROJECTIONS)}")
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
     h, feats = image, []
     for i, ch in enumerate((ndf, 2 * ndf, 4 * ndf, 8 * ndf)):  # 32, 16, 8, 4 px
@@ -154,14 +158,13 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj
     h = layers.LeakyReLU(0.2)(_d_conv(2 * ndf, 3, "joint_conv")(h))
     h = _d_conv(1, 4, "logit", padding="valid", dtype="float32")(h)  # [B, 1, 1, 1]
     logit = layers.Reshape((), dtype="float32", name="flat")(h)  # [B]
-    # projection terms: <pooled features, W·t> at 8×8 and 4×4 (4×4 optionally per position)
+    # projection terms: <pooled features, W·t> at 8×8 and 4×4 (each optionally per position)
     terms = [logit]
-    for name, f, ch in (("proj8", f8, 4 * ndf), ("proj4", f4, 8 * ndf)):
-        spatial = name == "proj4" and proj4 == "spatial"
-        if spatial:
+    for name, f, ch, how in (("proj8", f8, 4 * ndf, proj8), ("proj4", f4, 8 * ndf, proj4)):
+        if how == "spatial":
             positions = f.shape[1] * f.shape[2]
             phi = layers.Rescaling(1.0 / positions, name=f"{name}_mean")(layers.Flatten(name=f"{name}_flat_f")(f))
-            width = positions * ch  # [B, 16ch]: W4_ij·t for every position ij, against f4 flattened the same way
+            width = positions * ch  # [B, HWch]: W_ij·t for every position ij, against f flattened the same way
         else:
             phi, width = layers.GlobalAveragePooling2D(name=f"{name}_pool")(f), ch  # [B, ch]
         wt = layers.Dense(width, use_bias=False, kernel_initializer=_dcgan_init(), name=f"{name}_w")(text)

@@ -235,7 +235,7 @@ def build_models(cfg: GanConfig, vocab_size: int = 0, generator_only: bool = Fal
         g = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample)
         if generator_only:
             return g
-        return (g, *dfgan.build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4), None)
+        return (g, *dfgan.build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4, proj8=cfg.proj8), None)
     from gan import models
 
     g = models.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)

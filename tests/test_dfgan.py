@@ -77,6 +77,8 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     (["--arch", "stackgan", "--set", "upsample=bilinear"], r"upsample=bilinear: only --arch dfgan has this option"),
     (["--set", "proj4=grid"], r"proj4='grid': choose one of pooled, spatial"),
     (["--arch", "stackgan", "--set", "proj4=spatial"], r"proj4=spatial: only --arch dfgan has this option"),
+    (["--set", "proj8=grid"], r"proj8='grid': choose one of pooled, spatial"),
+    (["--arch", "stackgan", "--set", "proj8=spatial"], r"proj8=spatial: only --arch dfgan has this option"),
     (["--mixed-precision", "fp8"], r"--mixed_precision 'fp8': choose one of auto, on, bf16, off|"
                                    r"--mixed-precision 'fp8': choose one of auto, on, bf16, off"),
 ])
@@ -410,32 +412,38 @@ def test_centroid_margin_drops_a_caption_that_fits_both_images_and_keeps_one_tha
                                atol=2e-3)  # float16 storage
 
 
-def test_spatial_projection_is_the_pooled_one_when_every_position_shares_w4_and_reads_the_layout():
+@pytest.mark.parametrize("name,side,ch", [("proj4", 4, 32), ("proj8", 8, 16)])  # ndf=4: 8·ndf at 4×4, 4·ndf at 8×8
+def test_spatial_projection_is_the_pooled_one_when_every_position_shares_w_and_reads_the_layout(name, side, ch):
     from gan import dfgan
 
-    def proj4_term(head):  # the 4×4 projection term alone: [f8, f4, text] -> [B]
-        return keras.Model(head.inputs, head.get_layer("proj4_flat").output)
+    def term(head):  # the one projection term alone: [f8, f4, text] -> [B]
+        return keras.Model(head.inputs, head.get_layer(f"{name}_flat").output)
 
     keras.utils.set_random_seed(3)
     _, pooled = dfgan.build_discriminator(16, ndf=4)
-    _, spatial = dfgan.build_discriminator(16, ndf=4, proj4="spatial")
-    w4 = pooled.get_layer("proj4_w").kernel.numpy()  # [16, 32]
-    assert spatial.get_layer("proj4_w").kernel.shape == (16, 16 * 32)  # one W4 per 4×4 position
+    _, spatial = dfgan.build_discriminator(16, ndf=4, **{name: "spatial"})
+    w = pooled.get_layer(f"{name}_w").kernel.numpy()  # [16, ch]
+    positions = side * side
+    assert spatial.get_layer(f"{name}_w").kernel.shape == (16, positions * ch)  # one W per position
+    other = "proj8" if name == "proj4" else "proj4"
+    assert spatial.get_layer(f"{other}_w").kernel.shape == pooled.get_layer(f"{other}_w").kernel.shape  # untouched
     rng = np.random.default_rng(0)
     f8, f4 = rng.normal(size=(3, 8, 8, 16)).astype("float32"), rng.normal(size=(3, 4, 4, 32)).astype("float32")
     text = rng.normal(size=(3, 16)).astype("float32")
-    expected = np.einsum("bc,bc->b", f4.mean((1, 2)), text @ w4)  # ⟨mean(f4), W4·t⟩
-    np.testing.assert_allclose(proj4_term(pooled)([f8, f4, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
-    spatial.get_layer("proj4_w").kernel.assign(np.tile(w4, (1, 16)))  # W4_ij = W4 at every position
-    np.testing.assert_allclose(proj4_term(spatial)([f8, f4, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
+    f = f4 if name == "proj4" else f8
+    feed = lambda feats: [feats, f4, text] if name == "proj8" else [f8, feats, text]  # noqa: E731
+    expected = np.einsum("bc,bc->b", f.mean((1, 2)), text @ w)  # ⟨mean(f), W·t⟩
+    np.testing.assert_allclose(term(pooled)(feed(f)).numpy(), expected, rtol=1e-4, atol=1e-6)
+    spatial.get_layer(f"{name}_w").kernel.assign(np.tile(w, (1, positions)))  # W_ij = W at every position
+    np.testing.assert_allclose(term(spatial)(feed(f)).numpy(), expected, rtol=1e-4, atol=1e-6)
     # its own weights per position: moving the features to other positions changes the spatial term only
-    spatial.get_layer("proj4_w").kernel.assign(rng.normal(size=(16, 16 * 32)).astype("float32"))
-    flipped = f4[:, ::-1, ::-1]
-    np.testing.assert_allclose(proj4_term(pooled)([f8, flipped, text]).numpy(), expected, rtol=1e-4, atol=1e-6)
-    a, b = proj4_term(spatial)([f8, f4, text]).numpy(), proj4_term(spatial)([f8, flipped, text]).numpy()
+    spatial.get_layer(f"{name}_w").kernel.assign(rng.normal(size=(16, positions * ch)).astype("float32"))
+    flipped = f[:, ::-1, ::-1]
+    np.testing.assert_allclose(term(pooled)(feed(flipped)).numpy(), expected, rtol=1e-4, atol=1e-6)
+    a, b = term(spatial)(feed(f)).numpy(), term(spatial)(feed(flipped)).numpy()
     assert np.all(np.abs(a - b) > 1e-3)
-    with pytest.raises(ValueError, match="proj4='grid': expected one of pooled, spatial"):
-        dfgan.build_discriminator(16, ndf=4, proj4="grid")
+    with pytest.raises(ValueError, match=f"{name}='grid': expected one of pooled, spatial"):
+        dfgan.build_discriminator(16, ndf=4, **{name: "grid"})
 
 
 def test_each_d_layer_draws_its_own_seeded_initial_weights():
