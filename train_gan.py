@@ -33,8 +33,9 @@ FLAGS = [
     ("model", [
         ("--arch", str, "{dfgan,stackgan,ta80}", "dfgan (default): text fused into every G block, D reads the text "
                                                  "at 8x8 and 4x4 (per position at 4x4), with its recipe (magp loss, "
-                                                 "Adam 0/0.9, lr 1e-4/4e-4, EMA G, DiffAugment, hard negatives, KL 0.5); stackgan: StackGAN-I G/D; ta80: "
-                                                 "the course baseline (dense G/D, GRU trained in the loop on raw captions)"),
+                                                 "Adam 0/0.9, lr 1e-4/4e-4, EMA G, DiffAugment, hard negatives, "
+                                                 "KL 0.5); stackgan: StackGAN-I G/D; ta80: the course baseline "
+                                                 "(dense G/D, GRU trained in the loop on raw captions)"),
         ("--loss", str, "{bce,hinge,magp}", "loss family: bce (stackgan default), hinge, magp (hinge + DF-GAN MA-GP; "
                                             "dfgan default)"),
         ("--ngf", int, "N", "generator width (preset cpu 32, gpu 64)"),

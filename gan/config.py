@@ -18,7 +18,8 @@ ARCHS = ("dfgan", "stackgan", "ta80")
 CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
 LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
-PROJECTIONS = ("pooled", "spatial")  # dfgan D's 8×8 / 4×4 projection terms: one W for the pooled features, or one per position
+# dfgan D's 8×8 / 4×4 projection terms: one W for the pooled features, or one per position
+PROJECTIONS = ("pooled", "spatial")
 # the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
@@ -235,7 +236,8 @@ def validate(cfg: GanConfig) -> None:
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
-    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJECTIONS), ("proj8", PROJECTIONS)):  # dfgan's choices; first: the default
+    # dfgan's choices; first: the default
+    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJECTIONS), ("proj8", PROJECTIONS)):
         v = getattr(cfg, name)
         if v not in allowed:
             raise UserError(f"--set {name}={v!r}: choose one of {', '.join(allowed)}")
