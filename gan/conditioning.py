@@ -34,9 +34,11 @@ class ConditioningAugmentation(keras.layers.Layer):
         return c, mu, logvar
 
     def compute_output_spec(self, inputs):
+        # Three distinct KerasTensors: returning one spec three times makes a functional model wire all three
+        # outputs to the same node (the last one traced, log σ²), so G would never see μ or ε.
         text, _ = inputs
-        spec = keras.KerasTensor((text.shape[0], self.c_dim), dtype="float32")
-        return spec, spec, spec
+        shape = (text.shape[0], self.c_dim)
+        return tuple(keras.KerasTensor(shape, dtype="float32") for _ in range(3))
 
     def get_config(self):
         return {**super().get_config(), "c_dim": self.c_dim}

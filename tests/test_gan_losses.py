@@ -96,6 +96,40 @@ def test_conditioning_augmentation_reparameterises():
     np.testing.assert_allclose(logvar.numpy(), h[:, 3:], atol=TOL)
 
 
+@pytest.mark.parametrize("arch", ["stackgan", "dfgan"])
+def test_generators_see_the_ca_sample_and_train_its_mean_head(arch):
+    """Inside the functional generators, c, μ and log σ² are CA's three distinct outputs: c = μ + σ·ε reaches the
+    image (so ε matters), μ ≠ log σ², and a loss on μ reaches μ's half of CA's kernel. Regression test for a
+    compute_output_spec that returned one spec three times and wired all three to log σ²."""
+    import keras
+
+    from gan import dfgan, models
+
+    build = {"stackgan": models.build_generator, "dfgan": dfgan.build_generator}[arch]
+    keras.utils.set_random_seed(0)
+    g = build(text_dim=16, z_dim=8, c_dim=4, ngf=8)
+    ca = g.get_layer("ca")
+    probe = keras.Model(g.inputs, [g.get_layer("c_z").output, *g.outputs])
+    rng = np.random.default_rng(0)
+    text, z, eps = (tf.constant(rng.standard_normal(s), tf.float32) for s in ((3, 16), (3, 8), (3, 4)))
+    cz, image, mu, logvar = probe([text, z, eps])
+    ca_text = g.get_layer("g_text_scale")(text) if arch == "dfgan" else text
+    c_ref, mu_ref, logvar_ref = ca([ca_text, eps])
+    np.testing.assert_allclose(cz.numpy()[:, :4], c_ref.numpy(), atol=TOL)  # c, then z
+    np.testing.assert_allclose(mu.numpy(), mu_ref.numpy(), atol=TOL)
+    np.testing.assert_allclose(logvar.numpy(), logvar_ref.numpy(), atol=TOL)
+    assert np.abs(mu.numpy() - logvar.numpy()).max() > 0.01
+    cz0, image0 = probe([text, z, tf.zeros_like(eps)])[:2]
+    np.testing.assert_allclose(cz0.numpy()[:, :4], mu_ref.numpy(), atol=TOL)  # ε = 0: G sees μ
+    assert np.abs(cz.numpy()[:, :4] - mu_ref.numpy()).max() > 0.1
+    moved = np.abs(image.numpy() - image0.numpy()).max()
+    assert moved > 0.01 * np.abs(image0.numpy()).max()  # ε reaches the image (stackgan's is ~1e-6 at init)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(g([text, z, eps])[1]))
+    grad = tape.gradient(loss, ca.dense.kernel).numpy()
+    assert np.abs(grad[:, :4]).max() > 0 and np.abs(grad[:, 4:]).max() == 0  # μ's columns only
+
+
 def test_loss_families_table():
     assert set(L.LOSS_FAMILIES) == {"bce", "hinge", "magp"}
     for name, (g, d) in L.LOSS_FAMILIES.items():
