@@ -76,11 +76,12 @@ def read_attributes(dataset_root) -> dict[str, dict] | None:
     return {r["image_id"]: r for r in rows}
 
 
-def probe_attributes(cache_path, attributes: dict[str, dict], *, seed: int = 0, max_images: int = PROBE_IMAGES) -> dict:
-    """Per attribute, the linear probe over the captions that name it (tools.synthetic.parse_caption), labelled
-    with their image's true value; `max_images` seeded images of the cache. {attribute: probe, "mean": float}."""
+def labelled_captions(cache_path, attributes: dict[str, dict], *, seed: int = 0,
+                      max_images: int = PROBE_IMAGES) -> tuple[np.ndarray, dict[str, tuple]]:
+    """The captions of `max_images` seeded labelled images of the cache: their vectors [R, D] and, per attribute,
+    (rows of those vectors whose caption names it, the image's true value index, the image index to split by)."""
     from cache.reader import EmbeddingCache
-    from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES, value_index
+    from tools.evaluation.real_data import ATTRIBUTES, value_index
     from tools.synthetic import parse_caption
 
     with EmbeddingCache.open(cache_path) as cache:
@@ -90,15 +91,38 @@ def probe_attributes(cache_path, attributes: dict[str, dict], *, seed: int = 0, 
         rows = np.flatnonzero(np.isin(owner, picked))  # caption rows of the picked images
         vectors = cache.embeddings(rows)  # [R, D]
     parsed = [parse_caption(texts[r]) for r in rows]
-    out = {}
+    named = {}
     for a in ATTRIBUTES:
-        sel = np.array([k for k, named in enumerate(parsed) if a in named], np.int64)
-        labels = [value_index(a, attributes[ids[owner[rows[k]]]][a]) for k in sel]
-        if len(sel) == 0:
-            out[a] = {"accuracy": None, "why": "no caption names it"}
-            continue
-        out[a] = linear_probe(vectors[sel], labels, owner[rows[sel]], len(ATTRIBUTE_VALUES[a]), seed=seed)
-    scored = [out[a]["accuracy"] for a in ATTRIBUTES if out[a]["accuracy"] is not None]
-    out["mean"] = float(np.mean(scored)) if scored else None
+        sel = np.array([k for k, said in enumerate(parsed) if a in said], np.int64)
+        labels = np.array([value_index(a, attributes[ids[owner[rows[k]]]][a]) for k in sel], np.int64)
+        named[a] = (sel, labels, owner[rows[sel]])
+    return vectors, named
+
+
+def probe_attributes(cache_path, attributes: dict[str, dict], *, seed: int = 0, max_images: int = PROBE_IMAGES) -> dict:
+    """Per attribute, the linear probe over the captions that name it (tools.synthetic.parse_caption), labelled
+    with their image's true value; `max_images` seeded images of the cache. {attribute: probe, "mean": float}."""
+    vectors, named = labelled_captions(cache_path, attributes, seed=seed, max_images=max_images)
+    out = probe_views({"text": vectors}, named, seed=seed)["text"]
     out["settings"] = {"seed": seed, "max_images": max_images, "iterations": PROBE_ITERATIONS, "l2": PROBE_L2}
     return out
+
+
+def probe_views(views: dict[str, np.ndarray], named: dict[str, tuple], *, seed: int = 0) -> dict[str, dict]:
+    """The linear probe of every attribute on each view of the same captions (e.g. the text vector, CA's mean, a
+    CA sample: arrays [R, *] row-aligned with labelled_captions' vectors). {view: {attribute: probe, "mean"}}."""
+    from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES
+
+    result = {}
+    for view, x in views.items():
+        out = {}
+        for a in ATTRIBUTES:
+            sel, labels, groups = named[a]
+            if len(sel) == 0:
+                out[a] = {"accuracy": None, "why": "no caption names it"}
+                continue
+            out[a] = linear_probe(x[sel], labels, groups, len(ATTRIBUTE_VALUES[a]), seed=seed)
+        scored = [out[a]["accuracy"] for a in ATTRIBUTES if out[a]["accuracy"] is not None]
+        out["mean"] = float(np.mean(scored)) if scored else None
+        result[view] = out
+    return result
