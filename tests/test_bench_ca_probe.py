@@ -47,20 +47,10 @@ def test_views_are_what_the_generator_computes(arch):
 
 
 def test_study_end_to_end_on_a_tiny_run(tmp_path):
-    import precompute_embeddings
-    import train_gan
+    from test_gan_fixtures import tiny_synthetic_run
     from tools.evaluation.probe import probe_attributes, read_attributes
-    from tools.synthetic import generate_dataset
 
-    data = tmp_path / "flowers"
-    generate_dataset(data, n=40, seed=0, n_test=4, progress=False)
-    cache = tmp_path / "tfidf.h5"
-    assert precompute_embeddings.main(["--data", str(data), "--encoder", "tfidf", "--out", str(cache)]) in (0, None)
-    train_gan.main(["--embeddings", str(cache), "--run-dir", str(tmp_path / "runs"), "--steps", "2", "--ngf", "8",
-                    "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
-                    "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=1",
-                    "--set", "hard_negatives=0"])
-    run = next((tmp_path / "runs").iterdir())
+    data, cache, run = tiny_synthetic_run(tmp_path, 40)
     assert ca_probe.main(["--runs", f"tiny={run}", "--data", str(data), "--images", "40",
                           "--results", str(tmp_path)]) == 0
     rows = [line.strip("|").split("|") for line in next(tmp_path.glob("ca-probe-*.md")).read_text().splitlines()

@@ -38,19 +38,9 @@ def test_interaction_removes_row_and_column_effects():
 
 
 def test_study_end_to_end_on_a_tiny_run(tmp_path):
-    import precompute_embeddings
-    import train_gan
-    from tools.synthetic import generate_dataset
+    from test_gan_fixtures import tiny_synthetic_run
 
-    data = tmp_path / "flowers"
-    generate_dataset(data, n=24, seed=0, n_test=4, progress=False)
-    cache = tmp_path / "tfidf.h5"
-    assert precompute_embeddings.main(["--data", str(data), "--encoder", "tfidf", "--out", str(cache)]) in (0, None)
-    train_gan.main(["--embeddings", str(cache), "--run-dir", str(tmp_path / "runs"), "--steps", "2", "--ngf", "8",
-                    "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
-                    "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=1",
-                    "--set", "hard_negatives=0"])
-    run = next((tmp_path / "runs").iterdir())
+    data, _, run = tiny_synthetic_run(tmp_path, 24)
     assert d_swaps.main(["--runs", f"tiny={run},again={run}", "--data", str(data), "--images", "24",
                          "--results", str(tmp_path)]) == 0
     text = next(tmp_path.glob("d-swaps-*.md")).read_text()

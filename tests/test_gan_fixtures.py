@@ -36,6 +36,24 @@ class HashEncoder(TextEncoder):
         return out
 
 
+def tiny_synthetic_run(tmp: Path, n_images: int) -> tuple[Path, Path, Path]:
+    """A synthetic-flowers set of n_images, its TF-IDF cache and a 2-step tiny dfgan run on it (the bench scripts'
+    end-to-end tests): -> (data folder, cache, run folder)."""
+    import precompute_embeddings
+    import train_gan
+    from tools.synthetic import generate_dataset
+
+    data = tmp / "flowers"
+    generate_dataset(data, n=n_images, seed=0, n_test=4, progress=False)
+    cache = tmp / "tfidf.h5"
+    assert precompute_embeddings.main(["--data", str(data), "--encoder", "tfidf", "--out", str(cache)]) in (0, None)
+    train_gan.main(["--embeddings", str(cache), "--run-dir", str(tmp / "runs"), "--steps", "2", "--ngf", "8",
+                    "--ndf", "8", "--batch-size", "4", "--z-dim", "8", "--c-dim", "8", "--preset", "cpu",
+                    "--mixed-precision", "off", "--set", "num_sample_captions=2", "--set", "num_sample_z=1",
+                    "--set", "hard_negatives=0"])
+    return data, cache, next((tmp / "runs").iterdir())
+
+
 def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corrupt: int | None = None,
                spec: str = "testhash", name: str = "tiny-flowers") -> Path:
     """tmp/data/*.png (n_images solid colours, one per image) + tmp/cache/<name>-<spec>.h5."""
