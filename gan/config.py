@@ -24,7 +24,8 @@ PROJECTIONS = ("pooled", "spatial")
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
     # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured); a weaker CA KL term
-    # and D's 4×4 projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps)
+    # and D's 4×4 projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps,
+    # before the CA fix); with CA fixed KL 0.5 keeps diversity 0.48x where 0.1 gives 0.38x (ca-probe-2026-12-05.md)
     "dfgan": dict(loss="magp", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, ema=True, diffaug="translation,cutout",
                   hard_negatives=0.5, kl_weight=0.5, proj4="spatial"),
     "stackgan": {},

@@ -19,7 +19,8 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
          same change; the spatial one can ask for the centre disc's colour where the disc is, petals around it.
          The flower is centred ± 4 px (± 12 px after DiffAugment's shift, under one f4 cell). The preset's
          default: at 5 000 steps centre colour 0.87 -> 0.96 and diversity 0.45x -> 0.53x over pooled; D reads
-         the count word better, G's count did not follow (bench/results/count-2026-12-03.md).
+         the count word better, G's count did not follow (bench/results/count-2026-12-03.md; measured before the
+         CA fix of 2026-12-05, like the proj8 numbers below).
        proj8="spatial": the same per position at 8×8 (64 W8s). Measured worse, so off by default: at 5 000 steps
          count 0.42 and FID 151, against 0.48-0.49 and 112-120 without it (bench/results/ca-noise-2026-12-04.md).
 
