@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.d_swaps import parse_runs  # noqa: E402
+from gan.config import CA_ARCHS, GENERATOR_WEIGHTS  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 from tools.evaluation.real_data import ATTRIBUTES  # noqa: E402
 
@@ -38,7 +39,7 @@ def parse_args(argv=None):
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, help="NAME=RUN_DIR,... trained runs (dfgan or stackgan) to compare")
     p.add_argument("--checkpoint", type=int, default=None, help="step of every run (default: each run's latest)")
-    p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
+    p.add_argument("--weights", default="auto", choices=GENERATOR_WEIGHTS,
                    help="which generator's CA: the run's sampling one (auto: EMA when trained with it), ema or raw")
     p.add_argument("--data", type=Path, default=REPO / "data" / "synthetic-flowers",
                    help="the synthetic-flowers folder with attributes.jsonl (default: %(default)s)")
@@ -49,7 +50,7 @@ def parse_args(argv=None):
 
 
 def ca_views(generator, vectors: np.ndarray, seed: int, batch: int = 4096) -> dict[str, np.ndarray]:
-    """vectors [R, D] -> {"text", "mu", "c", "sigma"}: CA's outputs as the generator computes them (a sub-model
+    """vectors [R, D] -> {"text", "mu", "c", "logvar"}: CA's outputs as the generator computes them (a sub-model
     from G's inputs to its c_z layer and its μ, log σ² outputs, so any text scaling inside G is applied)."""
     import keras
     import tensorflow as tf
@@ -74,17 +75,13 @@ def noise_stats(views: dict[str, np.ndarray]) -> dict[str, float]:
             "kl_per_dim": float(kl.mean())}
 
 
-def probe_run(run: Path, args) -> dict:
-    from gan.config import CA_ARCHS
+def probe_run(run: Path, attributes: dict[str, dict], args) -> dict:
     from gan.trainer import load_generator
-    from tools.evaluation.probe import labelled_captions, probe_views, read_attributes
+    from tools.evaluation.probe import labelled_captions, probe_views
 
     trained, cfg = load_generator(run, args.checkpoint, args.weights)
     if cfg.arch not in CA_ARCHS:
         raise UserError(f"{run}: arch {cfg.arch} has no conditioning augmentation; pass a dfgan or stackgan run")
-    attributes = read_attributes(args.data)
-    if attributes is None:
-        raise UserError(f"--data {args.data}: no attributes.jsonl; pass the synthetic-flowers folder the run used")
     vectors, named = labelled_captions(cfg.embeddings, attributes, seed=args.seed, max_images=args.images)
     views = ca_views(trained._generator, vectors, args.seed)
     probes = probe_views({v: views[v] for v in VIEWS}, named, seed=args.seed)
@@ -111,8 +108,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     runs = parse_runs(args.runs)
     from bench.quality import shown
+    from tools.evaluation.probe import read_attributes
 
-    results = {name: probe_run(run, args) for name, run in runs}
+    attributes = read_attributes(args.data)  # once, before any generator is loaded
+    if attributes is None:
+        raise UserError(f"--data {args.data}: no attributes.jsonl; pass the synthetic-flowers folder the runs used")
+    results = {name: probe_run(run, attributes, args) for name, run in runs}
     text = report(results, args)
     print(text)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
