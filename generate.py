@@ -45,6 +45,9 @@ def parse_args(argv):
     out.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same images")
     out.add_argument("--truncation", type=float, default=None, metavar="T", help="redraw noise values beyond ±T "
                      "(e.g. 0.7: less variety, cleaner images)")
+    out.add_argument("--ca-noise", type=float, default=None, metavar="S", help="conditioning-augmentation noise of "
+                     "each sample, c = mu + S*sigma*eps(z): 0 gives CA's mean (less variety), 1 the noise G trained with "
+                     "(default: the run's ca_noise, 0.5 for dfgan runs since 2026-12-05, 0 for older runs)")
     out.add_argument("--grid", action="store_true", help="also write grid.png: captions × noise samples, text beside each row")
     out.add_argument("--grid-captions", default=None, metavar="IDS", help="comma-separated caption ids for the grid rows "
                      "(default: the first 5)")
@@ -91,6 +94,10 @@ def validate(args) -> None:
                         ("--batch-size", args.batch_size)):
         if value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
+    if args.ca_noise is not None:
+        from gan.config import check_ca_noise
+
+        check_ca_noise(args.ca_noise)
     if args.checkpoint is not None and not re.fullmatch(r"\d+", args.checkpoint):
         raise UserError(f"--checkpoint {args.checkpoint!r}: give a step number (see RUN_DIR/checkpoints)")
 
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
     req = GenerationRequest(
         run_dir=Path(args.run), out_dir=Path(args.out), ids=ids, texts=texts,
         checkpoint=int(args.checkpoint) if args.checkpoint else None, n_per_caption=args.n_per_caption,
-        seed=args.seed, truncation=args.truncation, fmt=args.format, grid=args.grid,
+        seed=args.seed, truncation=args.truncation, ca_noise=args.ca_noise, fmt=args.format, grid=args.grid,
         grid_ids=args.grid_captions.split(",") if args.grid_captions else None, grid_noise=args.grid_noise,
         batch_size=args.batch_size, progress=not args.no_progress)
     report = generate(req)

@@ -100,10 +100,10 @@ def budget(args, runs: dict[str, Path]) -> dict:
 
 def table(state: dict, arms: list[str]) -> tuple[str, list[dict]]:
     """Markdown table (rows: metrics; columns: arms + real reference) and the same numbers as records."""
+    from tools.evaluation.compare import METRIC_DIGITS as digits
     from tools.evaluation.compare import metric_rows
 
     rows = {arm: metric_rows(state["arms"][arm], synthetic=True) for arm in arms}
-    digits = {"FID": 2, "IS": 1, "diversity": 2, "ms/step": 0}
     heads = [f"({chr(97 + ARMS.index(arm))}) {arm}" for arm in arms]
     lines = ["| metric | " + " | ".join(heads) + " | real reference |", "|---" * (len(arms) + 2) + "|"]
     records = []

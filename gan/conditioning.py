@@ -4,8 +4,14 @@ N(μ, σ²) and the generator sees a sample c = μ + σ·ε, which smooths the s
 """
 from __future__ import annotations
 
+import functools
+
 import keras
+import numpy as np
 from keras import ops
+
+# seed of the fixed projection that turns a sample's z into its CA noise ε at sampling time (sampling_eps)
+SAMPLING_EPS_SEED = 20261205
 
 
 @keras.saving.register_keras_serializable(package="gan")
@@ -42,3 +48,23 @@ class ConditioningAugmentation(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "c_dim": self.c_dim}
+
+
+@functools.lru_cache(maxsize=8)
+def _z_to_eps(z_dim: int, c_dim: int) -> np.ndarray:
+    """A fixed [z_dim, c_dim] matrix with unit-norm columns (numpy's PCG64, the same on every machine)."""
+    p = np.random.default_rng(SAMPLING_EPS_SEED).standard_normal((z_dim, c_dim))
+    return (p / np.linalg.norm(p, axis=0, keepdims=True)).astype(np.float32)
+
+
+def sampling_eps(z, c_dim: int, scale: float):
+    """CA noise for sampling, [B, c_dim] float32: scale·(z P) with P fixed (_z_to_eps).
+
+    ε is a function of the sample's own z, so one noise vector still means one image: a caption's k-th sample,
+    a grid column and a server seed stay reproducible, and no second random stream needs passing around. Each
+    column of P has unit norm, so every ε_j of a z ~ N(0, I) is N(0, 1) before scaling. scale 0 gives ε = 0, CA's
+    mean μ (the deterministic sampling every run before `ca_noise` used)."""
+    z = ops.cast(z, "float32")
+    if not scale:
+        return ops.zeros((ops.shape(z)[0], c_dim), "float32")
+    return float(scale) * ops.matmul(z, _z_to_eps(int(z.shape[-1]), c_dim))

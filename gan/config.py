@@ -20,14 +20,16 @@ LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
 # dfgan D's 8×8 / 4×4 projection terms: one W for the pooled features, or one per position
 PROJECTIONS = ("pooled", "spatial")
+MAX_CA_NOISE = 2.0  # largest sampling CA noise scale (ca_noise); 1 is the noise G trained with
 # the recipe each arch is meant to train with; applied after the preset, before explicit options
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
     # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured); a weaker CA KL term
     # and D's 4×4 projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps,
-    # before the CA fix); with CA fixed KL 0.5 keeps diversity 0.48x where 0.1 gives 0.38x (ca-probe-2026-12-05.md)
+    # before the CA fix); with CA fixed KL 0.5 keeps diversity 0.48x where 0.1 gives 0.38x (ca-probe-2026-12-05.md);
+    # sampling with half of CA's noise (ca_noise 0.5) lifts diversity 0.48x -> 0.56x for centre 0.963 -> 0.952
     "dfgan": dict(loss="magp", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, ema=True, diffaug="translation,cutout",
-                  hard_negatives=0.5, kl_weight=0.5, proj4="spatial"),
+                  hard_negatives=0.5, kl_weight=0.5, proj4="spatial", ca_noise=0.5),
     "stackgan": {},
     "ta80": {},
 }
@@ -86,6 +88,7 @@ class GanConfig:
     # loss and optimiser
     loss: str = "bce"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
     kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
+    ca_noise: float = 0.0  # sampling only: c = μ + ca_noise·σ·ε(z) in sample grids, generate.py, evaluation (0: μ)
     mode_seeking: float = 0.0  # weight λ of the mode-seeking term (MSGAN) on a quarter of the batch; 0: off
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
@@ -266,10 +269,17 @@ def validate(cfg: GanConfig) -> None:
     if cfg.shift_px >= 16:
         raise UserError(f"--set shift_px={cfg.shift_px}: must be < 16 (a light shift of a 64 px image)")
     _validate_recipe(cfg)
+    check_ca_noise(cfg.ca_noise, "--set ca_noise=")
     if cfg.arch == "ta80" and cfg.caption_mean_k != 1:
         raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
+
+
+def check_ca_noise(value: float, flag: str = "--ca-noise ") -> None:
+    """The sampling CA noise scale must be in [0, MAX_CA_NOISE]; flag: how the user gave it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CA_NOISE:
+        raise UserError(f"{flag}{value}: must be in [0, {MAX_CA_NOISE:g}] (0: CA's mean; 1: CA's training noise)")
 
 
 def _validate_recipe(cfg: GanConfig) -> None:

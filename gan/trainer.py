@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from gan import losses as L
-from gan.config import CA_ARCHS, GENERATOR_WEIGHTS, GanConfig, d_norm
+from gan.conditioning import sampling_eps
+from gan.config import CA_ARCHS, GENERATOR_WEIGHTS, GanConfig, check_ca_noise, d_norm
 from gan.dfgan import text_scale as dfgan_text_scale
 from gan.diffaugment import diff_augment, parse_policy
 from gan.ema import GeneratorEMA
@@ -48,6 +49,7 @@ class GanTrainer(keras.Model):
         super().__init__(**kwargs)
         self.generator, self.d_encoder, self.d_head, self.text_encoder = generator, d_encoder, d_head, text_encoder
         self.has_ca = cfg.arch in CA_ARCHS
+        self.ca_noise = cfg.ca_noise  # the sample grids' CA noise scale (sample_images)
         # the generator that samples: the EMA copy when there is one (`ema_copy`, same architecture)
         self.ema = GeneratorEMA(generator, ema_copy, cfg.ema_decay) if ema_copy is not None else None
         self.sampler = ema_copy if ema_copy is not None else generator
@@ -183,19 +185,20 @@ class GanTrainer(keras.Model):
         return {"d": d_loss, "g": g_adv, "kl": kl}
 
     def sample(self, cond, z):
-        """Deterministic samples from the sampling generator (the EMA copy when on; CA mean, ε = 0; BN in
-        inference mode; never augmented): -> uint8 [B, 64, 64, 3]."""
-        return sample_images(self.sampler, self.text_encoder, self.has_ca, cond, z)
+        """Deterministic samples from the sampling generator (the EMA copy when on; CA noise ε from z at the
+        run's ca_noise scale, ε = 0 when 0; BN in inference mode; never augmented): -> uint8 [B, 64, 64, 3]."""
+        return sample_images(self.sampler, self.text_encoder, self.has_ca, cond, z, self.ca_noise)
 
 
-def sample_images(generator, text_encoder, has_ca: bool, cond, z):
-    """[B, D] vectors (or [B, T] ta80 word ids), z [B, Z] -> uint8 [B, 64, 64, 3]; CA mean (ε = 0), inference BN."""
+def sample_images(generator, text_encoder, has_ca: bool, cond, z, ca_noise: float = 0.0):
+    """[B, D] vectors (or [B, T] ta80 word ids), z [B, Z] -> uint8 [B, 64, 64, 3]; inference BN.
+    With CA, c = μ + σ·ε where ε = gan.conditioning.sampling_eps(z, c_dim, ca_noise): μ alone when ca_noise is 0."""
     if text_encoder is None:
         text = tf.cast(cond, tf.float32)
     else:
         text = text_encoder(cond, training=False)
     if has_ca:
-        eps = tf.zeros([tf.shape(z)[0], generator.get_layer("ca").c_dim])
+        eps = sampling_eps(z, generator.get_layer("ca").c_dim, ca_noise)
         image = generator([text, z, eps], training=False)[0]
     else:
         image = generator([text, z], training=False)
@@ -259,12 +262,16 @@ def checkpoint_objects(trainer: GanTrainer, step: tf.Variable) -> dict:
 class TrainedGenerator:
     """A trained generator rebuilt from a run folder. Call it with conditions and (optionally) z."""
 
-    def __init__(self, generator, text_encoder, vocab, cfg: GanConfig, step: int, checkpoint: str):
+    def __init__(self, generator, text_encoder, vocab, cfg: GanConfig, step: int, checkpoint: str,
+                 ca_noise: float | None = None):
         self.config, self.step, self.checkpoint = cfg, step, checkpoint
         self.z_dim = cfg.z_dim
         self.needs = "texts" if cfg.arch == "ta80" else "vectors"  # what __call__ takes as conditions
+        # the CA noise scale of every sample (sample_images): the run's ca_noise unless given; 0 without CA
+        self.ca_noise = 0.0 if cfg.arch not in CA_ARCHS else float(cfg.ca_noise if ca_noise is None else ca_noise)
         self._generator, self._text_encoder, self._vocab = generator, text_encoder, vocab
-        sample = lambda cond, z: sample_images(generator, text_encoder, cfg.arch in CA_ARCHS, cond, z)  # noqa: E731
+        has_ca, scale = cfg.arch in CA_ARCHS, self.ca_noise
+        sample = lambda cond, z: sample_images(generator, text_encoder, has_ca, cond, z, scale)  # noqa: E731
         self._fn = tf.function(sample, reduce_retracing=True)  # one shape-generic graph for any batch size
         self._fixed = tf.function(sample)  # one graph per padded batch size (pad_to): 10-20 % faster on CPU
 
@@ -303,13 +310,15 @@ def float32_policy():
         keras.mixed_precision.set_global_policy(policy)
 
 
-def load_generator(run_dir, checkpoint=None, weights="auto"):
+def load_generator(run_dir, checkpoint=None, weights="auto", ca_noise: float | None = None):
     """Rebuild G from `run_dir/config.json` and restore it from a checkpoint.
 
     checkpoint: None (latest in run_dir/checkpoints), an int step, or a checkpoint path prefix.
     weights: "auto" (a run trained with `ema` gets its EMA generator, the checkpoint's `generator_ema`, as its
     samples did; others the raw G), "ema" or "raw" (the trained G itself: the EMA ablation of the same run, since
     the EMA never feeds back into training).
+    ca_noise: CA noise scale s of sampling, c = μ + s·σ·ε(z) (gan.conditioning.sampling_eps); None: the run's
+    config value (0, CA's mean, for runs made before the option). Changes samples, never the weights.
     Returns (TrainedGenerator, GanConfig). The generator is built in float32 whatever the training policy.
     """
     from gan.run_dir import find_checkpoint, load_config
@@ -330,4 +339,6 @@ def load_generator(run_dir, checkpoint=None, weights="auto"):
     objs = dict(step=step, **({"text_encoder": text} if text is not None else {}))
     objs["generator_ema" if use_ema else "generator"] = g
     tf.train.Checkpoint(**objs).read(path).expect_partial()
-    return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path), cfg
+    if ca_noise is not None:
+        check_ca_noise(ca_noise)
+    return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path, ca_noise), cfg

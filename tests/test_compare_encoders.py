@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,23 @@ def test_rerun_reuses_everything(compared):
     for spec in ENCODERS:
         assert state2["arms"][spec]["run_dir"] == state1["arms"][spec]["run_dir"]
         assert state2["arms"][spec]["metrics"] == state1["arms"][spec]["metrics"]
+
+
+def test_sampling_noise_reuses_the_runs_and_evaluates_again(compared):
+    """ca_noise changes how images are drawn, not the weights: a comparison that asks for another value reuses every
+    run and draws its evaluation images with that value (runs keep what they recorded in config.json)."""
+    out, _, _, state1 = compared
+    assert all(state1["arms"][s]["eval"]["ca_noise"] == 0.5 for s in ENCODERS)  # the dfgan preset's
+    assert all(state1["arms"][s]["metrics"]["sampling"]["ca_noise"] == 0.5 for s in ENCODERS)
+    data = Path(state1["dataset"]["root"])
+    args = ["--data", data, "--encoders", ",".join(ENCODERS), "--out", out, "--cache-dir", out.parent / "cache",
+            *TINY, "--set", "ca_noise=0"]
+    third = _compare(args)
+    assert "new run" not in third and third.count("train: reusing finished run") == len(ENCODERS)
+    assert third.count("evaluate: step 2") == len(ENCODERS)
+    state3 = json.loads((out / "comparison.json").read_text())
+    for spec in ENCODERS:
+        entry = state3["arms"][spec]
+        assert entry["run_dir"] == state1["arms"][spec]["run_dir"]
+        assert entry["eval"]["ca_noise"] == 0.0 and entry["metrics"]["sampling"]["ca_noise"] == 0.0
+        assert Path(entry["metrics"]["images"]).name == "step_000002_ca0"  # beside the run's own step_000002

@@ -58,13 +58,14 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     cfg = _cfg(cache)
     assert cfg.arch == "dfgan" and cfg.loss == "magp" and (cfg.lr_g, cfg.lr_d) == (1e-4, 4e-4)
     assert (cfg.beta1, cfg.beta2) == (0.0, 0.9) and cfg.ema and cfg.diffaug == "translation,cutout"
-    assert cfg.hard_negatives == 0.5 and cfg.kl_weight == 0.5 and cfg.proj4 == "spatial"
+    assert cfg.hard_negatives == 0.5 and cfg.kl_weight == 0.5 and cfg.proj4 == "spatial" and cfg.ca_noise == 0.5
     mine = _cfg(cache, loss="hinge", ema=False, lr_d=1e-3, kl_weight=2.0, proj4="pooled")
     assert mine.loss == "hinge" and not mine.ema and mine.lr_d == 1e-3 and mine.lr_g == 1e-4
     assert mine.kl_weight == 2.0 and mine.proj4 == "pooled"
     stack = _cfg(cache, arch="stackgan")
     assert stack.loss == "bce" and not stack.ema and stack.diffaug == "" and stack.hard_negatives == 0.0
     assert stack.kl_weight == 2.0 and stack.proj4 == "pooled"  # StackGAN's own KL weight; no such D term
+    assert stack.ca_noise == 0.0  # samples CA's mean, as every stackgan run has
 
 
 @pytest.mark.parametrize("args,pattern", [
@@ -79,6 +80,7 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     (["--arch", "stackgan", "--set", "proj4=spatial"], r"proj4=spatial: only --arch dfgan has this option"),
     (["--set", "proj8=grid"], r"proj8='grid': choose one of pooled, spatial"),
     (["--arch", "stackgan", "--set", "proj8=spatial"], r"proj8=spatial: only --arch dfgan has this option"),
+    (["--set", "ca_noise=2.5"], r"ca_noise=2.5: must be in \[0, 2\] \(0: CA's mean; 1: CA's training noise\)"),
     (["--mixed-precision", "fp8"], r"--mixed_precision 'fp8': choose one of auto, on, bf16, off|"
                                    r"--mixed-precision 'fp8': choose one of auto, on, bf16, off"),
 ])
@@ -292,6 +294,39 @@ def test_raw_weights_load_the_trained_generator_for_the_ema_ablation(run6, tmp_p
     (no_ema / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="trained without ema"):
         load_generator(no_ema, weights="ema")
+
+
+def test_ca_noise_draws_mu_plus_scaled_sigma_eps_of_z_and_old_runs_draw_the_mean(run6, tmp_path):
+    import shutil
+
+    from gan.conditioning import sampling_eps
+    from gan.trainer import load_generator
+    from tools.errors import UserError
+
+    gen, cfg = load_generator(run6)
+    assert cfg.ca_noise == 0.5 and gen.ca_noise == 0.5  # the dfgan preset's, recorded in config.json
+    mean, _ = load_generator(run6, ca_noise=0)
+    rng = np.random.default_rng(4)
+    cond = rng.standard_normal((3, cfg.cache.dim)).astype(np.float32)
+    z = rng.standard_normal((3, gen.z_dim)).astype(np.float32)
+    g = gen._generator
+    to_uint8 = lambda x: np.clip(np.round((x.numpy() + 1.0) * 127.5), 0, 255)  # noqa: E731
+    for sampler, scale in ((gen, 0.5), (mean, 0.0)):
+        want = to_uint8(g([tf.constant(cond), tf.constant(z), sampling_eps(z, cfg.c_dim, scale)])[0])
+        assert np.abs(sampler(cond, z).astype(int) - want).max() <= 1
+    assert np.abs(gen(cond, z).astype(int) - mean(cond, z).astype(int)).max() > 10  # the noise reaches the image
+    np.testing.assert_array_equal(gen(cond, z), gen(cond, z))  # and is a function of z: same z, same image
+    # a run made before the option has no ca_noise in config.json: it samples CA's mean, as it always did
+    old = tmp_path / "old"
+    shutil.copytree(run6, old)
+    recorded = json.loads((old / "config.json").read_text())
+    del recorded["ca_noise"]
+    (old / "config.json").write_text(json.dumps(recorded))
+    before, old_cfg = load_generator(old)
+    assert old_cfg.ca_noise == 0.0 and before.ca_noise == 0.0
+    np.testing.assert_array_equal(before(cond, z), mean(cond, z))
+    with pytest.raises(UserError, match=r"--ca-noise 3.0: must be in \[0, 2\]"):
+        load_generator(run6, ca_noise=3.0)
 
 
 def test_padded_batches_give_the_same_images_from_a_fixed_shape_graph(run6):

@@ -96,6 +96,25 @@ def test_conditioning_augmentation_reparameterises():
     np.testing.assert_allclose(logvar.numpy(), h[:, 3:], atol=TOL)
 
 
+def test_sampling_eps_is_a_fixed_unit_column_projection_of_z():
+    """ca_noise's ε: scale · z P with P drawn once from numpy's PCG64 (the same on every machine)."""
+    from gan.conditioning import _z_to_eps, sampling_eps
+
+    p = _z_to_eps(8, 4)
+    assert p.shape == (8, 4) and p.dtype == np.float32
+    np.testing.assert_allclose(p[0], [0.22556748, 0.09512426, 0.43573998, -0.0894191], atol=TOL)
+    np.testing.assert_allclose(p[:, 0], [0.22556748, -0.45918929, 0.38471615, -0.07144631, -0.66715645,
+                                         0.12246417, 0.35257484, 0.02737168], atol=TOL)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=0), 1.0, atol=TOL)
+    z = np.random.default_rng(0).standard_normal((20000, 8)).astype(np.float32)
+    eps = np.asarray(sampling_eps(tf.constant(z), 4, 1.0))
+    np.testing.assert_allclose(eps, z @ p, atol=1e-5)
+    np.testing.assert_allclose(eps.std(axis=0), 1.0, atol=0.03)  # each ε_j ~ N(0, 1) for z ~ N(0, I)
+    np.testing.assert_allclose(np.asarray(sampling_eps(tf.constant(z[:5]), 4, 0.5)), 0.5 * eps[:5], atol=1e-6)
+    zero = np.asarray(sampling_eps(tf.constant(z[:5]), 4, 0.0))
+    assert zero.shape == (5, 4) and not zero.any()  # scale 0: CA's mean, exactly
+
+
 @pytest.mark.parametrize("arch", ["stackgan", "dfgan"])
 def test_generators_see_the_ca_sample_and_train_its_mean_head(arch):
     """Inside the functional generators, c, μ and log σ² are CA's three distinct outputs: c = μ + σ·ε reaches the

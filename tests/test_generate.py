@@ -136,3 +136,21 @@ def test_run_whose_encoder_is_unavailable_is_refused(tmp_path):
     assert gen(run_dir, tmp_path / "ok", "--text", known) == ["inference_0000.jpg"]  # cached vector: no encoder needed
     with pytest.raises(UserError, match="cannot build the run's encoder testhash here"):
         gen(run_dir, tmp_path / "no", "--text", "a sentence the cache has never seen")
+
+
+def test_ca_noise_option_draws_with_that_scale_and_refuses_out_of_range(run, tmp_path):
+    from gan.trainer import load_generator
+
+    run_dir, _ = run
+    text = "a red flower with a black center"
+    gen(run_dir, tmp_path / "mean", "--text", text, "--format", "png", "--ca-noise", 0, "--seed", 2)
+    g, cfg = load_generator(run_dir, ca_noise=0.0)
+    cache = EmbeddingCache.open(cfg.cache.path)
+    enc = cache.build_encoder()
+    cache.close()
+    expect = g(enc.encode([text]), sample_z(1, g.z_dim, 2, None))[0]
+    got = np.asarray(Image.open(tmp_path / "mean" / "inference_0000.png"), int)
+    assert np.abs(got - expect).max() <= 1
+    with pytest.raises(UserError, match=r"^--ca-noise 2.5: must be in \[0, 2\]"):
+        gen(run_dir, tmp_path / "far", "--text", text, "--ca-noise", 2.5)
+    assert not (tmp_path / "far").exists()

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="auto",
                    help="with --run: the EMA generator when the run kept one (auto, the default), or the raw "
                         "trained G (raw: the EMA ablation of the same run)")
+    g.add_argument("--ca-noise", type=float, default=None, metavar="S", help="with --run: CA noise scale of "
+                   "sampling, c = mu + S*sigma*eps(z) (default: the run's ca_noise; generate.py --help)")
     g.add_argument("--n-per-caption", type=int, default=2, help="with --run: noise samples per caption (default 2; "
                    "diversity needs >= 2)")
     g.add_argument("--captions", type=Path, help="JSONL {id, caption, named attributes} (default: DATASET/test_captions.jsonl)")
@@ -152,11 +154,15 @@ def generate_for_run(args) -> None:
     from gan.run_dir import find_checkpoint
 
     step = int(find_checkpoint(args.run, args.checkpoint).rsplit("-", 1)[-1])
-    args.images = args.run / "eval" / (f"step_{step:06d}" + ("" if args.weights == "auto" else f"_{args.weights}"))
+    noise = "" if args.ca_noise is None or args.ca_noise == cfg.ca_noise else f"_ca{args.ca_noise:g}"
+    args.images = args.run / "eval" / (f"step_{step:06d}" + ("" if args.weights == "auto" else f"_{args.weights}")
+                                       + noise)
     report = generate(GenerationRequest(
         run_dir=args.run, out_dir=args.images, ids=list(captions), texts=[r["caption"] for r in captions.values()],
-        checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed, fmt="png"))
+        checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed,
+        ca_noise=args.ca_noise, fmt="png"))
     print(report.summary())
+    args.sampling = {"ca_noise": report.ca_noise, "weights": args.weights}
     args.out = args.out or args.run / ("pixel_check.json" if args.pixel else "metrics.json")
 
 
@@ -213,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         r_precision=not args.quick,
     )
     metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
+    if getattr(args, "sampling", None):
+        metrics["sampling"] = args.sampling  # how --run drew its images
     out = args.out or args.images / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -99,6 +99,7 @@ class GenerationRequest:
     n_per_caption: int = 1  # images per caption, each with its own z
     seed: int = 0
     truncation: float | None = None
+    ca_noise: float | None = None  # CA noise scale of sampling (gan.trainer.load_generator); None: the run's
     fmt: str = "jpg"  # jpg | png
     grid: bool = False  # also write grid.png: grid_ids × grid_noise
     grid_ids: list[str] | None = None  # caption ids for the grid rows (default: the first 5)
@@ -115,6 +116,7 @@ class GenerationReport:
     reused: int
     encoded: int
     step: int
+    ca_noise: float = 0.0  # the CA noise scale the images were drawn with
 
     def summary(self) -> str:
         rate = len(self.files) / max(self.seconds, 1e-9)
@@ -150,7 +152,7 @@ def generate(req: GenerationRequest) -> GenerationReport:
     from tools.grids import caption_grid
 
     t0 = time.perf_counter()
-    gen, cfg = load_generator(req.run_dir, req.checkpoint, req.weights)
+    gen, cfg = load_generator(req.run_dir, req.checkpoint, req.weights, req.ca_noise)
     cache = open_run_cache(cfg, req.run_dir) if gen.needs == "vectors" else None
     try:
         conditions, enc = _conditions(gen, cfg, cache, req.texts)
@@ -173,7 +175,7 @@ def generate(req: GenerationRequest) -> GenerationReport:
         files.append(req.out_dir / image_name(req.ids[i], j if k > 1 else None, req.fmt))
         save_image(image, files[-1])
     grid_path = _write_grid(req, gen, conditions, caption_grid) if req.grid else None
-    return GenerationReport(files, grid_path, time.perf_counter() - t0, enc.reused, enc.encoded, gen.step)
+    return GenerationReport(files, grid_path, time.perf_counter() - t0, enc.reused, enc.encoded, gen.step, gen.ca_noise)
 
 
 def _write_grid(req: GenerationRequest, gen, conditions, caption_grid) -> Path:

@@ -25,9 +25,10 @@ from tools.errors import UserError
 from tools.evaluation.probe import PROBE_IMAGES, PROBE_ITERATIONS, PROBE_L2, probe_attributes, read_attributes
 
 STATE = "comparison.json"
-# options that change neither the trained weights nor the budget: a run differing only here is reused
+# options that change neither the trained weights nor the budget: a run differing only here is reused (ca_noise
+# changes how images are drawn, so the evaluation draws them with the wanted value, whatever the run recorded)
 COSMETIC = ("embeddings", "run_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-            "num_sample_captions", "num_sample_z")
+            "num_sample_captions", "num_sample_z", "ca_noise")
 
 
 # --- runs -------------------------------------------------------------------------------------------------------
@@ -124,11 +125,12 @@ def checkpoint_step(run_dir: Path) -> int:
     return int(find_checkpoint(run_dir).rsplit("-", 1)[-1])
 
 
-def evaluate_run(run_dir: Path, n_per_caption: int, seed: int, captions: Path | None) -> dict:
+def evaluate_run(run_dir: Path, n_per_caption: int, seed: int, captions: Path | None, ca_noise: float = 0.0) -> dict:
     """tools/evaluate.py --run RUN (generate for the test captions, evaluate); returns RUN/metrics.json."""
     from tools.evaluate import main as evaluate_main
 
-    argv = ["--run", str(run_dir), "--n-per-caption", str(n_per_caption), "--seed", str(seed)]
+    argv = ["--run", str(run_dir), "--n-per-caption", str(n_per_caption), "--seed", str(seed),
+            "--ca-noise", str(ca_noise)]
     evaluate_main(argv + (["--captions", str(captions)] if captions else []))
     return json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
 
@@ -222,12 +224,13 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
     from tools.evaluation.report import METRICS_VERSION
 
     key = {"run_dir": str(run), "step": checkpoint_step(run), "n_per_caption": plan.n_per_caption,
-           "seed": plan.seed, "captions": str(captions) if captions else None, "metrics_version": METRICS_VERSION}
+           "seed": plan.seed, "captions": str(captions) if captions else None, "metrics_version": METRICS_VERSION,
+           "ca_noise": want.ca_noise}
     if entry.get("eval") == key and entry.get("metrics"):
         say(f"evaluate: reused metrics of step {key['step']}")
     else:
         say(f"evaluate: step {key['step']}, {plan.n_per_caption} samples per caption ...")
-        entry["metrics"], entry["eval"] = evaluate_run(run, plan.n_per_caption, plan.seed, captions), key
+        entry["metrics"], entry["eval"] = evaluate_run(run, plan.n_per_caption, plan.seed, captions, want.ca_noise), key
     save()
     say(f"done: {summary_line(entry, attributes is not None)}")
 
@@ -271,6 +274,10 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 # --- numbers for tables ---------------------------------------------------------------------------------------------
+# decimals a table prints per metric_rows label (others: 3)
+METRIC_DIGITS = {"FID": 2, "IS": 1, "diversity": 2, "ms/step": 0, "CA noise at sampling": 1}
+
+
 def metric_rows(entry: dict, synthetic: bool) -> list[tuple[str, float | None, float | None]]:
     """(label, value, real reference) of one arm, in table order; attribute rows only for synthetic sets."""
     from tools.evaluation.real_data import ATTRIBUTES
@@ -289,7 +296,9 @@ def metric_rows(entry: dict, synthetic: bool) -> list[tuple[str, float | None, f
              ("R-precision, cache matcher", rp.get("value"), None),
              ("R-precision of real images, cache matcher", rp.get("real"), None),
              ("diversity", div.get("feature"), div.get("feature_real")),
-             ("steps reached", entry.get("steps"), None), ("ms/step", entry.get("ms_per_step"), None)]
+             ("steps reached", entry.get("steps"), None), ("ms/step", entry.get("ms_per_step"), None),
+             # how the images were drawn: c = μ + s·σ·ε(z) (gan.conditioning.sampling_eps; 0 for ta80, which has no CA)
+             ("CA noise at sampling", (m.get("sampling") or {}).get("ca_noise"), None)]
     return rows
 
 

@@ -13,13 +13,13 @@ def _f(v, digits=3) -> str:
 
 
 def markdown(state: dict) -> str:
+    from tools.evaluation.compare import METRIC_DIGITS as digits
     from tools.evaluation.compare import metric_rows
     from tools.evaluation.real_data import ATTRIBUTES
 
     synthetic, names = state["dataset"]["synthetic"], state["order"]
     arms, ev = state["arms"], state["evaluation"]
     labels = [label for label, _, _ in metric_rows(arms[names[0]], synthetic)]
-    digits = {"FID": 2, "IS": 1, "diversity": 2, "ms/step": 0}
     lines = [f"# Encoder comparison on {state['dataset']['name']}", "",
              f"GAN options shared by every encoder: `{json.dumps(state['train'])}`; evaluation: "
              f"{ev['n_per_caption']} samples per caption, seed {ev['seed']}, on {ev.get('captions', 'test captions')}.", "",
