@@ -90,6 +90,8 @@ class GanConfig:
     kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
     ca_noise: float = 0.0  # sampling only: c = μ + ca_noise·σ·ε(z) in sample grids, generate.py, evaluation (0: μ)
     mode_seeking: float = 0.0  # weight λ of the mode-seeking term (MSGAN) on a quarter of the batch; 0: off
+    contrastive: float = 0.0  # dfgan: weight λ of the batch contrastive term on D's projection scores (own caption
+    # against the batch's others; D on real images, G on its fakes; gan/dfgan.py pair_scores); 0: off
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
     magp_every: int = 1  # lazy MA-GP: the penalty every k steps with weight ×k (1: every step)
@@ -254,7 +256,8 @@ def validate(cfg: GanConfig) -> None:
                  "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
                  "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power", "magp_every", "hard_neg_pool"):
         positive(name)
-    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed", "mode_seeking"):
+    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed", "mode_seeking",
+                 "contrastive"):
         positive(name, strict=False)
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px",
                  "magp_every", "hard_neg_pool"):
@@ -270,6 +273,9 @@ def validate(cfg: GanConfig) -> None:
         raise UserError(f"--set shift_px={cfg.shift_px}: must be < 16 (a light shift of a 64 px image)")
     _validate_recipe(cfg)
     check_ca_noise(cfg.ca_noise, "--set ca_noise=")
+    if cfg.contrastive and cfg.arch != "dfgan":
+        raise UserError(f"--set contrastive={cfg.contrastive}: only --arch dfgan has the projection terms it scores "
+                        f"pairs with ({cfg.arch} has none); drop it or use --arch dfgan")
     if cfg.arch == "ta80" and cfg.caption_mean_k != 1:
         raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
     if not cfg.embeddings:

@@ -24,6 +24,13 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
        proj8="spatial": the same per position at 8×8 (64 W8s). Measured worse, so off by default: at 5 000 steps
          count 0.42 and FID 151, against 0.48-0.49 and 112-120 without it (bench/results/ca-noise-2026-12-04.md).
 
+    Batch contrastive term (contrastive=λ, off by default; after XMC-GAN, Zhang et al. 2021, with D's own projection
+    as the image-text score): S[i, j] = the projection terms for image i and caption j of the batch (pair_scores);
+    D adds λ·CE(softmax_j S_real[i, :], i) on real images and G adds λ·CE(softmax_j S_fake[i, :], i) on its images.
+    Its gradient for G is W·t_i − Σ_j p_ij W·t_j: the caption's own direction minus what the batch's captions share,
+    so G is pushed on what tells its caption from the others (the petal count, once colours match) rather than on
+    what every caption asks for.
+
 G has the same inputs and outputs as the stackgan generator, so GanTrainer, sampling and load_generator treat
 both alike.
 """
@@ -174,3 +181,21 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj
     out = layers.Add(dtype="float32", name="d_logit")(terms)
     head = keras.Model([f8, f4, text], out, name="d_head")
     return encoder, head
+
+
+def pair_scores(head: keras.Model, f8, f4, text):
+    """The head's projection terms for every (image, text) pair of a batch: S [B, B] float32 with
+    S[i, j] = ⟨φ8(image i), W8·t_j⟩ + ⟨φ4(image i), W4·t_j⟩, the same layers (and weights) as `head`'s own terms, so
+    S's diagonal is what the head adds to its one-way output for matched pairs. The terms are bilinear, so all B²
+    pairs cost one [B, K] × [K, B] product per term; the one-way output (a conv over the tiled text) is not, and is
+    left out. Used by the batch contrastive term (GanConfig.contrastive)."""
+    total = 0.0
+    for name, f in (("proj8", f8), ("proj4", f4)):
+        names = {layer.name for layer in head.layers}
+        if f"{name}_mean" in names:  # spatial: W_ij·t per position, against f flattened the same way
+            phi = head.get_layer(f"{name}_mean")(head.get_layer(f"{name}_flat_f")(f))
+        else:
+            phi = head.get_layer(f"{name}_pool")(f)
+        wt = head.get_layer(f"{name}_w")(text)  # [B, K]
+        total = total + ops.matmul(ops.cast(phi, "float32"), ops.transpose(ops.cast(wt, "float32")))
+    return total

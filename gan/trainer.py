@@ -61,6 +61,7 @@ class GanTrainer(keras.Model):
         self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
         self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
         self.mode_seeking = cfg.mode_seeking  # λ of MSGAN's term on the first quarter of the batch (0: off)
+        self.contrastive = cfg.contrastive  # λ of the batch contrastive term on D's projection scores (0: off)
         self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
         self.augment, self.shift_px = cfg.augment, cfg.shift_px
         self.g_loss_fn, self.d_loss_fn = L.LOSS_FAMILIES[cfg.loss]
@@ -111,6 +112,15 @@ class GanTrainer(keras.Model):
         fake2, _ = self.generate(text[:k], z2, eps2, training=True)
         noise, noise2 = (tf.concat([z[:k], eps[:k]], 1), tf.concat([z2, eps2], 1)) if self.has_ca else (z[:k], z2)
         return L.mode_seeking_loss(fake[:k], fake2, noise, noise2)
+
+    def _contrastive(self, features, text):
+        """Mean over the batch of CE(softmax_j S[i, :], i), S = D's projection scores of every (image i, caption j)
+        pair (gan.dfgan.pair_scores): image i's own caption against the batch's others. -> scalar float32."""
+        from gan.dfgan import pair_scores
+
+        scores = pair_scores(self.d_head, *features, text)  # [B, B]
+        labels = tf.range(tf.shape(scores)[0])
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, scores))
 
     def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty: bool):
         if self.loss_name == "magp" and penalty:
@@ -163,11 +173,15 @@ class GanTrainer(keras.Model):
                 real_features = self.d_encoder(real_seen, training=True)
                 real_logits = self.discriminate(real_features, t_real)  # [B]
             wrong_logits = self.discriminate(real_features, t_wrong)  # [B]
-            fake_logits = self.discriminate(self.d_encoder(fake_seen, training=True), t_real)  # [B]
+            fake_features = self.d_encoder(fake_seen, training=True)
+            fake_logits = self.discriminate(fake_features, t_real)  # [B]
             # losses (float32)
             d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
             g_adv = self.g_loss_fn(fake_logits)
             g_loss = g_adv + self.kl_weight * kl + self.mode_seeking * g_ms
+            if self.contrastive:
+                d_loss += self.contrastive * self._contrastive(real_features, t_real)
+                g_loss += self.contrastive * self._contrastive(fake_features, t_real)
             d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
             g_scaled = self.g_optimizer.scale_loss(g_loss)
 

@@ -137,6 +137,62 @@ def test_mode_seeking_changes_only_g_and_pushes_two_draws_apart(work):
         _cfg(cache, mode_seeking=-1.0)
 
 
+@pytest.mark.parametrize("proj4,proj8", [("pooled", "pooled"), ("spatial", "pooled"), ("spatial", "spatial")])
+def test_pair_scores_are_the_heads_projection_terms_for_every_pair(proj4, proj8):
+    from gan import dfgan
+
+    keras.utils.set_random_seed(1)
+    _, head = dfgan.build_discriminator(16, ndf=4, proj4=proj4, proj8=proj8)
+    # the one-way output off (its last conv zeroed): the head is then the sum of its projection terms
+    for w in head.get_layer("logit").weights:
+        w.assign(tf.zeros_like(w))
+    rng = np.random.default_rng(2)
+    f8, f4 = rng.normal(size=(3, 8, 8, 16)).astype("float32"), rng.normal(size=(3, 4, 4, 32)).astype("float32")
+    text = rng.normal(size=(4, 16)).astype("float32")  # 3 images, 4 captions
+    scores = np.asarray(dfgan.pair_scores(head, f8, f4, text))
+    assert scores.shape == (3, 4) and scores.dtype == np.float32
+    for j in range(4):
+        np.testing.assert_allclose(scores[:, j], head([f8, f4, np.repeat(text[j : j + 1], 3, 0)]).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_contrastive_term_scores_own_caption_against_the_batch_and_is_flat_when_captions_agree(work):
+    from gan.trainer import build_trainer
+    from tools.errors import UserError
+
+    _, cache = work
+    keras.utils.set_random_seed(0)
+    trainer = build_trainer(_cfg(cache, contrastive=1.0, diffaug=""))
+    images, cond, _ = _batch(cache)
+    real = tf.cast(images, tf.float32) / 127.5 - 1.0
+    text = cond * trainer.d_text_scale
+    feats = trainer.d_encoder(real)
+    from gan.dfgan import pair_scores
+
+    s = np.asarray(pair_scores(trainer.d_head, *feats, text), np.float64)
+    want = np.mean(np.log(np.exp(s).sum(1)) - np.diag(s))  # CE of softmax_j S[i, :] at i, averaged
+    np.testing.assert_allclose(float(trainer._contrastive(feats, text)), want, rtol=1e-5, atol=1e-6)
+    # one caption for the whole batch: every row of S is constant, the loss is ln B and G's gradient is 0
+    same = tf.repeat(text[:1], 4, axis=0)
+    z = tf.constant(np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        fake, _ = trainer.generate(same / trainer.d_text_scale, z, tf.zeros([4, 8]), training=True)
+        loss = trainer._contrastive(trainer.d_encoder(fake), same)
+    np.testing.assert_allclose(float(loss), np.log(4), rtol=1e-5)
+    grads = [g for g in tape.gradient(loss, trainer.generator.trainable_variables) if g is not None]
+    assert grads and max(float(tf.reduce_max(tf.abs(g))) for g in grads) < 1e-6
+    # a training step with the term: finite, and D and G move differently from the step without it
+    losses = {k: float(v) for k, v in trainer.train_step(_batch(cache)).items()}
+    assert all(np.isfinite(list(losses.values())))
+    keras.utils.set_random_seed(0)
+    plain = build_trainer(_cfg(cache, diffaug=""))
+    plain.train_step(_batch(cache))
+    for a, b in ((plain.generator, trainer.generator), (plain.d_head, trainer.d_head)):
+        assert any(not np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.trainable_variables, b.trainable_variables))
+    with pytest.raises(UserError, match=r"contrastive=1.0: only --arch dfgan has the projection terms"):
+        _cfg(cache, arch="stackgan", contrastive=1.0)
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_one_dfgan_step_is_finite_and_moves_g_d_and_ema(work, policy):
     from gan.trainer import build_trainer
