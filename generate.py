@@ -47,7 +47,7 @@ def parse_args(argv):
                      "(e.g. 0.7: less variety, cleaner images)")
     out.add_argument("--ca-noise", type=float, default=None, metavar="S", help="conditioning-augmentation noise of "
                      "each sample, c = mu + S*sigma*eps(z): 0 gives CA's mean (less variety), 1 the noise G trained with "
-                     "(default: the run's ca_noise, 0.5 for dfgan runs since 2026-12-05, 0 for older runs)")
+                     "(default: the run's ca_noise: 1 for dfgan runs made since 2026-12-05, 0 for older runs and stackgan)")
     out.add_argument("--grid", action="store_true", help="also write grid.png: captions × noise samples, text beside each row")
     out.add_argument("--grid-captions", default=None, metavar="IDS", help="comma-separated caption ids for the grid rows "
                      "(default: the first 5)")

@@ -17,6 +17,7 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
   modeseek   --set mode_seeking=1: what MSGAN's second G pass over a quarter of the batch costs
+  contrast   --set contrastive=1 (dfgan): what the batch contrastive term on D's projection scores costs
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
   intra1-inter2, intra2-inter1   TF thread pools (each its own child process: set before TF starts)
@@ -52,7 +53,7 @@ from bench.step_rows import ChildRow, Row, build_step, random_batch, repeat, ste
 
 DEFAULT_CACHE = REPO / "cache" / "synthetic-flowers-minilm.h5"
 ARCHS = ("dfgan", "stackgan", "ta80")
-VARIANTS = ("xla", "lazy4", "nogp", "noema", "modeseek", "bf16", "intra1-inter2", "intra2-inter1", "onednn-off")
+VARIANTS = ("xla", "lazy4", "nogp", "noema", "modeseek", "contrast", "bf16", "intra1-inter2", "intra2-inter1", "onednn-off")
 CHILD_VARIANTS = {"intra1-inter2": dict(intra=1, inter=2), "intra2-inter1": dict(intra=2, inter=1),
                   "onednn-off": dict(env={"TF_ENABLE_ONEDNN_OPTS": "0"})}
 LAZY_EVERY = 4
@@ -130,6 +131,10 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             c = replace(cfg, mode_seeking=1.0)
             tr, st = build_step(c, vocab_size)
             rows.append(step_row("arch", arch, "mode seeking (B/4 G pass)", c, tr, st, batches, args.warmup))
+        if "contrast" in args.variants and cfg.arch == "dfgan":
+            c = replace(cfg, contrastive=1.0)
+            tr, st = build_step(c, vocab_size)
+            rows.append(step_row("arch", arch, "batch contrastive term", c, tr, st, batches, args.warmup))
     return rows, plain
 
 

@@ -157,8 +157,8 @@ def test_sampling_noise_reuses_the_runs_and_evaluates_again(compared):
     """ca_noise changes how images are drawn, not the weights: a comparison that asks for another value reuses every
     run and draws its evaluation images with that value (runs keep what they recorded in config.json)."""
     out, _, _, state1 = compared
-    assert all(state1["arms"][s]["eval"]["ca_noise"] == 0.5 for s in ENCODERS)  # the dfgan preset's
-    assert all(state1["arms"][s]["metrics"]["sampling"]["ca_noise"] == 0.5 for s in ENCODERS)
+    assert all(state1["arms"][s]["eval"]["ca_noise"] == 1.0 for s in ENCODERS)  # the dfgan preset's
+    assert all(state1["arms"][s]["metrics"]["sampling"]["ca_noise"] == 1.0 for s in ENCODERS)
     data = Path(state1["dataset"]["root"])
     args = ["--data", data, "--encoders", ",".join(ENCODERS), "--out", out, "--cache-dir", out.parent / "cache",
             *TINY, "--set", "ca_noise=0"]

@@ -58,14 +58,15 @@ def test_arch_preset_is_the_dfgan_recipe_and_explicit_options_win(work):
     cfg = _cfg(cache)
     assert cfg.arch == "dfgan" and cfg.loss == "magp" and (cfg.lr_g, cfg.lr_d) == (1e-4, 4e-4)
     assert (cfg.beta1, cfg.beta2) == (0.0, 0.9) and cfg.ema and cfg.diffaug == "translation,cutout"
-    assert cfg.hard_negatives == 0.5 and cfg.kl_weight == 0.5 and cfg.proj4 == "spatial" and cfg.ca_noise == 0.5
+    assert cfg.hard_negatives == 0.5 and cfg.kl_weight == 0.5 and cfg.proj4 == "spatial" and cfg.ca_noise == 1.0
+    assert cfg.contrastive == 1.0
     mine = _cfg(cache, loss="hinge", ema=False, lr_d=1e-3, kl_weight=2.0, proj4="pooled")
     assert mine.loss == "hinge" and not mine.ema and mine.lr_d == 1e-3 and mine.lr_g == 1e-4
     assert mine.kl_weight == 2.0 and mine.proj4 == "pooled"
     stack = _cfg(cache, arch="stackgan")
     assert stack.loss == "bce" and not stack.ema and stack.diffaug == "" and stack.hard_negatives == 0.0
     assert stack.kl_weight == 2.0 and stack.proj4 == "pooled"  # StackGAN's own KL weight; no such D term
-    assert stack.ca_noise == 0.0  # samples CA's mean, as every stackgan run has
+    assert stack.ca_noise == 0.0 and stack.contrastive == 0.0  # samples CA's mean, as every stackgan run has
 
 
 @pytest.mark.parametrize("args,pattern", [
@@ -185,7 +186,7 @@ def test_contrastive_term_scores_own_caption_against_the_batch_and_is_flat_when_
     losses = {k: float(v) for k, v in trainer.train_step(_batch(cache)).items()}
     assert all(np.isfinite(list(losses.values())))
     keras.utils.set_random_seed(0)
-    plain = build_trainer(_cfg(cache, diffaug=""))
+    plain = build_trainer(_cfg(cache, diffaug="", contrastive=0.0))
     plain.train_step(_batch(cache))
     for a, b in ((plain.generator, trainer.generator), (plain.d_head, trainer.d_head)):
         assert any(not np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.trainable_variables, b.trainable_variables))
@@ -360,14 +361,14 @@ def test_ca_noise_draws_mu_plus_scaled_sigma_eps_of_z_and_old_runs_draw_the_mean
     from tools.errors import UserError
 
     gen, cfg = load_generator(run6)
-    assert cfg.ca_noise == 0.5 and gen.ca_noise == 0.5  # the dfgan preset's, recorded in config.json
+    assert cfg.ca_noise == 1.0 and gen.ca_noise == 1.0  # the dfgan preset's, recorded in config.json
     mean, _ = load_generator(run6, ca_noise=0)
     rng = np.random.default_rng(4)
     cond = rng.standard_normal((3, cfg.cache.dim)).astype(np.float32)
     z = rng.standard_normal((3, gen.z_dim)).astype(np.float32)
     g = gen._generator
     to_uint8 = lambda x: np.clip(np.round((x.numpy() + 1.0) * 127.5), 0, 255)  # noqa: E731
-    for sampler, scale in ((gen, 0.5), (mean, 0.0)):
+    for sampler, scale in ((gen, 1.0), (mean, 0.0)):
         want = to_uint8(g([tf.constant(cond), tf.constant(z), sampling_eps(z, cfg.c_dim, scale)])[0])
         assert np.abs(sampler(cond, z).astype(int) - want).max() <= 1
     assert np.abs(gen(cond, z).astype(int) - mean(cond, z).astype(int)).max() > 10  # the noise reaches the image
