@@ -83,7 +83,7 @@ def probe_run(run: Path, attributes: dict[str, dict], args) -> dict:
     if cfg.arch not in CA_ARCHS:
         raise UserError(f"{run}: arch {cfg.arch} has no conditioning augmentation; pass a dfgan or stackgan run")
     vectors, named = labelled_captions(cfg.embeddings, attributes, seed=args.seed, max_images=args.images)
-    views = ca_views(trained._generator, vectors, args.seed)
+    views = ca_views(trained.model, vectors, args.seed)
     probes = probe_views({v: views[v] for v in VIEWS}, named, seed=args.seed)
     return {"step": trained.step, "arch": cfg.arch, "kl_weight": cfg.kl_weight, "probes": probes,
             **noise_stats(views)}

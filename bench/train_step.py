@@ -17,7 +17,7 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
   modeseek   --set mode_seeking=1: what MSGAN's second G pass over a quarter of the batch costs
-  contrast   --set contrastive=1 (dfgan): what the batch contrastive term on D's projection scores costs
+  contrast   dfgan with the batch contrastive term toggled (the preset has it on: the row is the step without it)
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
   intra1-inter2, intra2-inter1   TF thread pools (each its own child process: set before TF starts)
@@ -132,9 +132,10 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             tr, st = build_step(c, vocab_size)
             rows.append(step_row("arch", arch, "mode seeking (B/4 G pass)", c, tr, st, batches, args.warmup))
         if "contrast" in args.variants and cfg.arch == "dfgan":
-            c = replace(cfg, contrastive=1.0)
+            c = replace(cfg, contrastive=0.0 if cfg.contrastive else 1.0)
             tr, st = build_step(c, vocab_size)
-            rows.append(step_row("arch", arch, "batch contrastive term", c, tr, st, batches, args.warmup))
+            label = "without the contrastive term" if cfg.contrastive else "with the contrastive term"
+            rows.append(step_row("arch", arch, label, c, tr, st, batches, args.warmup))
     return rows, plain
 
 

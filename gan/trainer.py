@@ -283,7 +283,8 @@ class TrainedGenerator:
         self.needs = "texts" if cfg.arch == "ta80" else "vectors"  # what __call__ takes as conditions
         # the CA noise scale of every sample (sample_images): the run's ca_noise unless given; 0 without CA
         self.ca_noise = 0.0 if cfg.arch not in CA_ARCHS else float(cfg.ca_noise if ca_noise is None else ca_noise)
-        self._generator, self._text_encoder, self._vocab = generator, text_encoder, vocab
+        self.model = generator  # the keras generator: [text, z, eps] -> [image, μ, log σ²] (ta80: [text, z] -> image)
+        self._text_encoder, self._vocab = text_encoder, vocab
         has_ca, scale = cfg.arch in CA_ARCHS, self.ca_noise
         sample = lambda cond, z: sample_images(generator, text_encoder, has_ca, cond, z, scale)  # noqa: E731
         self._fn = tf.function(sample, reduce_retracing=True)  # one shape-generic graph for any batch size

@@ -259,14 +259,14 @@ def test_bilinear_upsampling_keeps_the_weights_and_is_what_load_generator_rebuil
     run = tmp_path / "00001-tiny-flowers-testhash"
     assert json.loads((run / "config.json").read_text())["upsample"] == "bilinear"
     gen, cfg = load_generator(run)
-    ups = [l for l in gen._generator.layers if isinstance(l, keras.layers.UpSampling2D)]
+    ups = [l for l in gen.model.layers if isinstance(l, keras.layers.UpSampling2D)]
     assert len(ups) == 8 and {l.interpolation for l in ups} == {"bilinear"}  # 2 per block (shortcut, residual)
     # the same variables as the nearest G: only the resize differs, and it changes the images
     nearest = dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, "nearest")
-    nearest.set_weights(gen._generator.get_weights())
+    nearest.set_weights(gen.model.get_weights())
     rng = np.random.default_rng(2)
     inputs = [rng.standard_normal((2, n)).astype(np.float32) for n in (cfg.cache.dim, cfg.z_dim, cfg.c_dim)]
-    a, b = nearest(inputs)[0].numpy(), gen._generator(inputs)[0].numpy()
+    a, b = nearest(inputs)[0].numpy(), gen.model(inputs)[0].numpy()
     assert a.shape == b.shape == (2, 64, 64, 3) and np.abs(a - b).max() > 1e-3
     # nearest G's 1x1 shortcut path is blocky: neighbouring pixels inside a 2x2 block of the last resize agree more
     # often than across blocks; bilinear has no such seams
@@ -308,7 +308,7 @@ def test_ema_generator_is_saved_and_is_what_load_generator_returns(run6):
     assert len(ema) > 10
     gen, cfg = load_generator(run6)
     assert cfg.ema and gen.step == 6
-    weights = [w.numpy() for w in gen._generator.weights]
+    weights = [w.numpy() for w in gen.model.weights]
     in_ckpt = lambda w, d: any(v.shape == w.shape and np.array_equal(v, w) for v in d.values())  # noqa: E731
     assert all(in_ckpt(w, ema) for w in weights)  # every loaded weight is the EMA's
     assert not all(in_ckpt(w, raw) for w in weights)  # and they are not the raw generator's
@@ -334,9 +334,9 @@ def test_raw_weights_load_the_trained_generator_for_the_ema_ablation(run6, tmp_p
     raw, _ = load_generator(run6, weights="raw")
     ema, _ = load_generator(run6, weights="ema")
     in_ckpt = lambda w, d: any(v.shape == w.shape and np.array_equal(v, w) for v in d.values())  # noqa: E731
-    assert all(in_ckpt(w.numpy(), g_raw) for w in raw._generator.weights)
-    assert not all(in_ckpt(w.numpy(), g_ema) for w in raw._generator.weights)
-    assert all(in_ckpt(w.numpy(), g_ema) for w in ema._generator.weights)
+    assert all(in_ckpt(w.numpy(), g_raw) for w in raw.model.weights)
+    assert not all(in_ckpt(w.numpy(), g_ema) for w in raw.model.weights)
+    assert all(in_ckpt(w.numpy(), g_ema) for w in ema.model.weights)
     rng = np.random.default_rng(1)
     z = rng.standard_normal((2, raw.z_dim)).astype(np.float32)
     cond = rng.standard_normal((2, raw.config.cache.dim)).astype(np.float32)
@@ -366,7 +366,7 @@ def test_ca_noise_draws_mu_plus_scaled_sigma_eps_of_z_and_old_runs_draw_the_mean
     rng = np.random.default_rng(4)
     cond = rng.standard_normal((3, cfg.cache.dim)).astype(np.float32)
     z = rng.standard_normal((3, gen.z_dim)).astype(np.float32)
-    g = gen._generator
+    g = gen.model
     to_uint8 = lambda x: np.clip(np.round((x.numpy() + 1.0) * 127.5), 0, 255)  # noqa: E731
     for sampler, scale in ((gen, 1.0), (mean, 0.0)):
         want = to_uint8(g([tf.constant(cond), tf.constant(z), sampling_eps(z, cfg.c_dim, scale)])[0])
