@@ -342,6 +342,8 @@ def load_generator(run_dir, checkpoint=None, weights="auto", ca_noise: float | N
     cfg = load_config(run_dir)
     if weights not in GENERATOR_WEIGHTS:
         raise ValueError(f"weights={weights!r}: expected one of {', '.join(GENERATOR_WEIGHTS)}")
+    if ca_noise is not None:
+        check_ca_noise(ca_noise)
     if weights == "ema" and not cfg.ema:
         raise UserError(f"{run_dir}: trained without ema, so its checkpoints hold no EMA generator; "
                         "use the raw weights (the default for this run)")
@@ -354,6 +356,4 @@ def load_generator(run_dir, checkpoint=None, weights="auto", ca_noise: float | N
     objs = dict(step=step, **({"text_encoder": text} if text is not None else {}))
     objs["generator_ema" if use_ema else "generator"] = g
     tf.train.Checkpoint(**objs).read(path).expect_partial()
-    if ca_noise is not None:
-        check_ca_noise(ca_noise)
     return TrainedGenerator(g, text, vocab, cfg, int(step.numpy()), path, ca_noise), cfg
