@@ -115,11 +115,20 @@ class GanTrainer(keras.Model):
 
     def _contrastive(self, features, text):
         """Mean over the batch of CE(softmax_j S[i, :], i), S = D's projection scores of every (image i, caption j)
-        pair (gan.dfgan.pair_scores): image i's own caption against the batch's others. -> scalar float32."""
+        pair (gan.dfgan.pair_scores): image i's own caption against the batch's others. -> scalar float32.
+        On R replicas each scores its b images against the captions of the GLOBAL batch (gathered; the cached text
+        vectors carry no gradient), so the R per-replica means make the single-device loss (gan/strategy.py)."""
         from gan.dfgan import pair_scores
 
-        scores = pair_scores(self.d_head, *features, text)  # [B, B]
-        labels = tf.range(tf.shape(scores)[0])
+        b = tf.shape(text)[0]
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * b  # this replica's rows of the global batch
+            text = ctx.all_gather(tf.stop_gradient(text), axis=0)  # [R·b, D]
+        else:
+            offset = 0
+        scores = pair_scores(self.d_head, *features, text)  # [b, R·b]
+        labels = offset + tf.range(b)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, scores))
 
     def _d_loss(self, real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty: bool):
