@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         r_precision=not args.quick,
     )
     metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
-    if getattr(args, "sampling", None):
-        metrics["sampling"] = args.sampling  # how --run drew its images
+    if args.run is not None:
+        metrics["sampling"] = args.sampling  # how generate_for_run drew the images
     out = args.out or args.images / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -125,8 +125,9 @@ def checkpoint_step(run_dir: Path) -> int:
     return int(find_checkpoint(run_dir).rsplit("-", 1)[-1])
 
 
-def evaluate_run(run_dir: Path, n_per_caption: int, seed: int, captions: Path | None, ca_noise: float = 0.0) -> dict:
-    """tools/evaluate.py --run RUN (generate for the test captions, evaluate); returns RUN/metrics.json."""
+def evaluate_run(run_dir: Path, n_per_caption: int, seed: int, captions: Path | None, ca_noise: float) -> dict:
+    """tools/evaluate.py --run RUN (generate for the test captions with CA noise `ca_noise`, evaluate); returns
+    RUN/metrics.json."""
     from tools.evaluate import main as evaluate_main
 
     argv = ["--run", str(run_dir), "--n-per-caption", str(n_per_caption), "--seed", str(seed),
