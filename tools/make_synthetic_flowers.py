@@ -4,7 +4,7 @@
 
 Writes images/*.png (64x64), manifest.jsonl, attributes.jsonl, test_captions.jsonl and contact_sheet.png under
 --out (and the DataLab Cup layout under --out/datalab/ with --datalab). Same seed and --n -> same bytes,
-whatever --workers. Spec: /work/shared/SYNTHETIC_FLOWERS.md.
+whatever --workers. Spec: docs/synthetic_flowers.md.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     colours = pixel_colours(images)            # {"petal_color": [N] class index (-1: nothing bright enough), ...}
     acc = pixel_accuracy(images, named)        # {"petal_color": {"accuracy", "count"}, "center_color": {...}}
 
-The dataset's own rules (../shared/SYNTHETIC_FLOWERS.md, tools/synthetic/spec.py) make it exact on real images:
+The dataset's own rules (docs/synthetic_flowers.md, tools/synthetic/spec.py) make it exact on real images:
 background pixels have max(R, G, B) <= 128 and every petal is brighter; the flower centre lies within 4 px of the
 image centre; the centre disc's radius is 25-35 % of a petal length of 18-26 px (so 4.5-9.1 px), and petals reach
 at least 18 px. So:

@@ -3,7 +3,7 @@
     from tools.synthetic import generate_dataset, render_flower, parse_caption, spec
     generate_dataset("data/synthetic-flowers", n=8000, seed=0)
 
-What is fixed (palette, geometry, caption vocabulary): /work/shared/SYNTHETIC_FLOWERS.md and `spec`.
+What is fixed (palette, geometry, caption vocabulary): docs/synthetic_flowers.md and `spec`.
 Files: spec (constants) · render (drawing) · captions (templates, parser) · datalab (DataLab Cup layout) ·
 writer (the whole set on disk).
 """

@@ -1,4 +1,4 @@
-"""The fixed vocabulary of the synthetic-flowers set (/work/shared/SYNTHETIC_FLOWERS.md).
+"""The fixed vocabulary of the synthetic-flowers set (docs/synthetic_flowers.md).
 
 Evaluation imports these: attribute values, palette RGB, and the exact words captions may use for each value.
 Changing anything here changes what the generator draws and what the evaluation expects.
