@@ -97,7 +97,7 @@ def test_cpu_peak_from_lscpu():
     assert (xeon.cores, xeon.flop_per_cycle) == (8, 64)  # SMT threads share the units
     assert xeon.gflops == pytest.approx(8 * 3.5 * 64)
     avx2 = cpu_peak(LSCPU_ZEN4.replace(" avx512f avx512dq avx512_bf16", ""), "cpu MHz : 2450.0")
-    assert avx2.gflops == pytest.approx(2 * 2.45 * 32)  # DESIGN.md's AVX2 machine: 157 GFLOP/s
+    assert avx2.gflops == pytest.approx(2 * 2.45 * 32)  # the AVX2 Zen 3 of bench/results/readme-history-2026-12.md: 157
     assert zen4.has_bf16 and not xeon.has_bf16 and not avx2.has_bf16  # avx512_bf16 in the flags or not
     assert cpu_peak(LSCPU_ZEN4, "cpu MHz : 2000", fma_units=2).gflops == pytest.approx(2 * 2.0 * 64)
     with pytest.raises(ValueError, match="no clock"):
