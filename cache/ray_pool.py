@@ -46,7 +46,7 @@ from cache.shards import SHARD_CHUNKS, ShardLayout, ShardStore, ShardVectors, bu
 from tools.errors import UserError
 
 RAY_PIP = "pip install -r requirements-ray.txt (ray==2.60.0 and its pinned dependencies)"
-LOCAL_RAY_ENV = {  # set before `import ray` for a Ray this process starts on this host (DESIGN.md)
+LOCAL_RAY_ENV = {  # set before `import ray` for a Ray this process starts on this host (docs/distributed.md)
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # node address = 127.0.0.1, never the host's external address
     "RAY_AUTH_MODE": "disabled",  # loopback only, so no token; none is written to ~/.ray
     "RAY_USAGE_STATS_ENABLED": "0",  # offline: no usage report
