@@ -1,7 +1,7 @@
 """Test-wide settings: offline, quiet, deterministic.
 
-Set before TensorFlow is imported anywhere: oneDNN off gives bit-identical results run to run
-(DESIGN.md), and no hub is reachable, so Hugging Face must never try the network.
+Set before TensorFlow is imported anywhere: oneDNN off gives bit-identical results run to run,
+and no hub is reachable, so Hugging Face must never try the network.
 """
 import os
 
