@@ -116,3 +116,62 @@ def make_eee443(path: Path, captions: list[list[str]], imid: list[int], urls: li
     for j in present:
         write_image(path.parent / image_dir / urls[j].rsplit("/", 1)[-1])
     return path
+
+
+def make_imagefolder(root: Path, captions: dict[str, list[str] | str | None], metadata: str | None = "jsonl",
+                     column: str = "text", extra: dict | None = None) -> Path:
+    """Hugging Face imagefolder: ROOT/<file_name> images + metadata.jsonl/.csv, or name.txt beside each image.
+
+    captions maps file_name -> caption(s); None writes the image but no caption. metadata=None writes
+    <stem>.txt files (one caption per line) instead. extra adds the same columns to every metadata row.
+    Each image gets its own colour, so decoded pixels tell images apart.
+    """
+    import pandas as pd
+
+    rows = []
+    for k, (file_name, caps) in enumerate(captions.items()):
+        write_image(root / file_name, color=(10 * k % 256, 255 - 10 * k % 256, 77), size=(10, 8))
+        if caps is None:
+            continue
+        if metadata is None:
+            text = "\n".join(caps) if isinstance(caps, list) else caps
+            (root / file_name).with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+        else:
+            rows.append({"file_name": file_name, column: caps, **(extra or {})})
+    if metadata == "jsonl":
+        (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif metadata == "csv":
+        pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def make_shards(folder: Path, samples: list[tuple[str, bytes | None, dict[str, bytes]]], per_shard: int,
+                name: str = "{:05d}.tar") -> list[Path]:
+    """WebDataset shards in folder: each sample (key, image bytes or None, {ext: bytes}) as key.jpg + key.<ext>.
+
+    per_shard samples per shard, in the given order (like img2dataset).
+    """
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for s in range(0, len(samples), per_shard):
+        path = folder / name.format(s // per_shard)
+        with tarfile.open(path, "w") as tar:
+            for key, image, others in samples[s: s + per_shard]:
+                files = ({"jpg": image} if image is not None else {}) | others
+                for ext, data in files.items():
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size, info.mtime = len(data), 1700000000
+                    tar.addfile(info, io.BytesIO(data))
+        shards.append(path)
+    return shards
+
+
+def png_bytes(color=(200, 30, 40), size=(10, 8)) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()

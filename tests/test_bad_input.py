@@ -236,10 +236,11 @@ def test_unknown_layout_lists_what_was_looked_for(tmp_path):
     (tmp_path / "empty").mkdir()
     message = error_of(load_dataset, tmp_path / "empty")
     for needle in ("unknown dataset layout", "manifest.jsonl", "dataset/text2ImgData.pkl", "text_c10/",
-                   "train_cap and word_code", "--layout {auto,manifest,csv,datalab,text_c10,eee443}"):
+                   "train_cap and word_code", "metadata.jsonl",
+                   "--layout {auto,manifest,csv,datalab,text_c10,eee443,imagefolder,webdataset}"):
         assert needle in message
     message = error_of(load_dataset, tmp_path / "empty", "coco")
-    assert "unknown layout 'coco'" in message and "auto, manifest, csv, datalab, text_c10, eee443" in message
+    assert "unknown layout 'coco'" in message and "auto, manifest, csv, datalab, text_c10, eee443, imagefolder" in message
     assert "no such file or folder" in error_of(load_dataset, tmp_path / "nope")
     (tmp_path / "x.txt").write_text("hi")
     assert "unknown dataset file type" in error_of(load_dataset, tmp_path / "x.txt")

@@ -157,7 +157,7 @@ def test_auto_detection_of_every_layout(tmp_path):
     assert detect_layout(tmp_path / "t") == "text_c10"
     assert detect_layout(tmp_path / "t" / "text_c10") == "text_c10"
     assert detect_layout(tmp_path / "e" / "x.hdf5") == "eee443"
-    assert set(LAYOUTS) == {"manifest", "csv", "datalab", "text_c10", "eee443"}
+    assert set(LAYOUTS) == {"manifest", "csv", "datalab", "text_c10", "eee443", "imagefolder", "webdataset"}
 
 
 def test_cli_flags_and_help(tmp_path):

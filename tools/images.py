@@ -3,6 +3,12 @@
     from tools.images import load_rgb, decode_images
     rgb = load_rgb("jpg/image_00001.jpg", size=64)            # uint8 [64, 64, 3]
     imgs, ok = decode_images(paths, 64, dataset.skips)         # uint8 [M, 64, 64, 3], bool [M]
+    rgb = decode_bytes(png_bytes, size=64, name=url)           # the same steps on bytes in memory
+
+An image reference is a file path, or `SHARD.tar#MEMBER` for an image inside a WebDataset shard
+(tools/datasets/shards.py). This module is the one place that opens references: `decode_images` reads each
+shard once, front to back, decoding the members it was asked for as they pass; `load_rgb` of a single
+member streams its shard up to that member.
 
 Decisions (the image cache and every tool rely on these):
 - Transparency (RGBA, LA, PA, P with a transparent colour) is composited on WHITE, the way browsers and
@@ -24,6 +30,8 @@ Decisions (the image cache and every tool rely on these):
 """
 from __future__ import annotations
 
+import functools
+import io
 import os
 from typing import Sequence
 
@@ -49,14 +57,14 @@ class ImageError(UserError):
         )
 
 
-def _open_fully(path: str | os.PathLike, draft_size: int | None) -> Image.Image:
-    """Open and fully decode, so truncation and corruption surface here and not later."""
-    if not os.path.isfile(path):
+def _open_fully(path: str | os.PathLike, draft_size: int | None, data: bytes | None = None) -> Image.Image:
+    """Open and fully decode (the file, or `data` when given, named `path`), so damage surfaces here."""
+    if data is None and not os.path.isfile(path):
         raise ImageError(path, "file not found")
     saved = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        img = Image.open(path)
+        img = Image.open(path if data is None else io.BytesIO(data))
         if draft_size and img.format == "JPEG":
             img.draft(img.mode, (draft_size, draft_size))  # DCT downscale, keeps both sides >= draft_size
         img.load()
@@ -101,11 +109,32 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | os.PathLike, size: int | None = 64) -> np.ndarray:
-    """Decode one image to uint8 [size, size, 3] (centre square, resized), or [H, W, 3] with size=None.
+    """Decode one image (a path or a SHARD#MEMBER reference) to uint8 [size, size, 3] (centre square,
+    resized), or [H, W, 3] with size=None.
 
     Raises ImageError for missing, corrupt or truncated files.
     """
-    img = _open_fully(path, 2 * size if size else None)
+    from tools.datasets.shards import split_ref, stream_members
+
+    parts = split_ref(path)
+    if parts is None:
+        return _decoded(_open_fully(path, 2 * size if size else None), size)
+    shard, member = parts
+    if not os.path.isfile(shard):
+        raise ImageError(path, "file not found")
+    for _, data in stream_members(shard, lambda name: name == member, on_truncated=lambda reason: None):
+        if data is not None:
+            return decode_bytes(data, size, path)
+    raise ImageError(path, "file not found")
+
+
+def decode_bytes(data: bytes, size: int | None = 64, name: str = "<bytes>") -> np.ndarray:
+    """load_rgb for encoded image bytes in memory (a shard member, a download); errors name `name`."""
+    return _decoded(_open_fully(name, 2 * size if size else None, data), size)
+
+
+def _decoded(img: Image.Image, size: int | None) -> np.ndarray:
+    """EXIF orientation, RGB, centre square resized: uint8 [size, size, 3] (or [H, W, 3] with size=None)."""
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block is no reason to lose a decodable image
@@ -123,22 +152,68 @@ def decode_images(
 
     Returns (uint8 [M, size, size, 3], bool [M] valid mask). With skips.strict the first bad image raises.
     """
+    from tools.datasets.shards import split_ref
+
     out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     valid = np.zeros(len(paths), dtype=bool)
-    items = enumerate(paths)
+    files: list[int] = []
+    in_shards: dict[str, dict[str, list[int]]] = {}  # shard -> member -> rows asking for it
+    for i, path in enumerate(paths):
+        parts = split_ref(path)
+        if parts is None:
+            files.append(i)
+        else:
+            in_shards.setdefault(parts[0], {}).setdefault(parts[1], []).append(i)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, total=len(paths), desc="decode images", unit="img")
-    for i, path in items:
+        bar = tqdm(total=len(paths), desc="decode images", unit="img")
+
+    def decode(rows: list[int], load) -> None:
         try:
-            out[i] = load_rgb(path, size)  # [size, size, 3]
-            valid[i] = True
+            out[rows] = load()  # [size, size, 3] into each row
+            valid[rows] = True
         except ImageError as e:
-            missing = e.reason == "file not found"
-            skips.add(
-                "missing image" if missing else "corrupt image",
-                where=f"{e.path}" + ("" if missing else f" ({e.reason})"),
-                fix="restore the file or remove it from the dataset" if missing else "re-save it as JPEG/PNG",
-            )
+            _count_bad(e, skips)
+        if bar is not None:
+            bar.update(len(rows))
+
+    for i in files:
+        decode([i], lambda: load_rgb(paths[i], size))
+    for shard, members in in_shards.items():
+        for rows, load in _shard_loaders(shard, members, size):
+            decode(rows, load)
+    if bar is not None:
+        bar.close()
     return out, valid
+
+
+def _shard_loaders(shard: str, members: dict[str, list[int]], size: int):
+    """(rows, load) for each member asked for, in archive order (one pass); load() decodes or raises ImageError."""
+    from tools.datasets.shards import member_ref, stream_members
+
+    left = dict(members)
+    truncated: list[str] = []
+    if os.path.isfile(shard):
+        for name, data in stream_members(shard, lambda n: n in left, on_truncated=truncated.append):
+            if data is not None:
+                yield left.pop(name), functools.partial(decode_bytes, data, size, member_ref(shard, name))
+                if not left:
+                    break  # the rest of the shard holds nothing we need
+    reason = f"shard ends before it ({truncated[0]})" if truncated else "file not found"
+    for name, rows in left.items():
+        yield rows, functools.partial(_raise, ImageError(member_ref(shard, name), reason))
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def _count_bad(e: ImageError, skips: SkipReport) -> None:
+    missing = e.reason == "file not found"
+    skips.add(
+        "missing image" if missing else "corrupt image",
+        where=f"{e.path}" + ("" if missing else f" ({e.reason})"),
+        fix="restore the file or remove it from the dataset" if missing else "re-save it as JPEG/PNG",
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.dataset import CaptionDataset, SkipReport
+from tools.datasets.shards import image_exists
 from tools.errors import UserError
 
 LONG_WORDS = 100  # captions longer than this are truncated (and counted)
@@ -111,7 +112,7 @@ class DatasetBuilder:
                 f"image ids must be unique — rename or remove one"
             )
         self._seen[image_id] = where
-        if not os.path.isfile(path):
+        if not image_exists(path):  # a path, or a SHARD.tar#MEMBER reference (tools/datasets/shards.py)
             self.skips.add("missing image", where=path, fix="restore the file, or point --images-dir at the images")
             return None
         self.image_ids.append(image_id)
