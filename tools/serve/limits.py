@@ -1,13 +1,21 @@
-"""What one POST /api/generate may ask for, and the checks that turn a request body into a `GenerateJob`.
+"""What one request may ask for: the bounds, the pydantic models that hold them, and how a refusal reads.
 
-Every refusal is an `ApiError`: an HTTP status (4xx) and one line naming the field, the bad value and the
-limit. The checks are written out by hand (not left to pydantic) so each message says what to send instead.
+    GenerateRequest.model_validate({"text": "a red flower", "n": 4}).job()   # -> GenerateJob (POST /api/generate)
+    EmbedRequest.model_validate({"texts": ["a red flower"]})                 # POST /api/embed (embed_app.py)
+
+FastAPI validates the bodies with these models (tools/serve/json_api.py reads and parses the JSON first);
+`message(error, model)` turns pydantic's error into one line naming the field, the bad value and what to send
+instead. Every refusal is an `ApiError`: an HTTP status (4xx, or 503 when the queue is full) and that line.
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
 
 MAX_BODY_BYTES = 64 * 1024  # request body
 MAX_N = 16  # images per caption
@@ -17,15 +25,15 @@ MAX_WORDS = 100  # per caption, as the dataset importers cut captions
 MAX_CHARS = 1000  # per caption
 MAX_SEED = 2**32 - 1
 MAX_TRUNCATION = 10.0  # beyond ~4 the truncation trick changes nothing for N(0, 1) noise
-FIELDS = ("text", "texts", "n", "seed", "truncation")
 
 
-class ApiError(Exception):
-    """A request the client can fix: `status` (4xx, or 503 when the queue is full) and a one-line message."""
+class ApiError(HTTPException):
+    """A request the client can fix: `status` (4xx, or 503 when the queue is full) and a one-line message.
+    An HTTPException, so FastAPI lets it through from inside body parsing."""
 
     def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+        super().__init__(status, message, headers)
+        self.status, self.message = status, message
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class GenerateJob:
     @property
     def images(self) -> int:
         return len(self.texts) * self.n
+
+    rows = images  # what the job adds to a micro-batch (tools/serve/batcher.py)
 
 
 def limits_info() -> dict:
@@ -58,8 +68,6 @@ def parse_body(body: bytes) -> object:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ApiError(400, f"body: not valid UTF-8 ({e.reason} at byte {e.start}); send JSON encoded as UTF-8") from None
-    if not text.strip():
-        raise ApiError(400, 'body: empty; send a JSON object such as {"text": "a red flower", "n": 4}')
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
@@ -69,74 +77,105 @@ def parse_body(body: bytes) -> object:
         raise ApiError(400, f"body: invalid JSON ({reason})") from None
 
 
+def _check_caption(text: str) -> str:
+    """Past the type and length checks: some words, at most MAX_WORDS of them. Returned as sent (the demo
+    collapses whitespace in GenerateRequest.job; the embedding service encodes the text it was given)."""
+    if not text.strip():
+        raise PydanticCustomError("caption", f"empty caption; describe the image in 1-{MAX_WORDS} words")
+    if (words := len(text.split())) > MAX_WORDS:
+        raise PydanticCustomError("caption", f"{words} words; the limit is {MAX_WORDS} words")
+    return text
+
+
+Caption = Annotated[str, StringConstraints(max_length=MAX_CHARS), AfterValidator(_check_caption)]
+Texts = Annotated[list[Caption], Field(min_length=1, max_length=MAX_TEXTS,
+                                       description=f"1-{MAX_TEXTS} captions, each 1-{MAX_WORDS} words and at most "
+                                                   f"{MAX_CHARS} characters")]
+STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as sent: "4", 2.0 and true are not integers
+
+
+class GenerateRequest(BaseModel):
+    """POST /api/generate: n images for one caption (text) or several (texts)."""
+
+    example: ClassVar[dict] = {"text": "a red flower", "n": 4}
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [example]})
+
+    text: Caption | None = Field(None, description=f"one caption, 1-{MAX_WORDS} words, at most {MAX_CHARS} characters")
+    texts: Texts | None = None
+    n: int = Field(1, ge=1, le=MAX_N, description="images per caption")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="noise seed: the same seed gives the same images")
+    truncation: float | None = Field(None, gt=0, le=MAX_TRUNCATION, description="redraw noise beyond ±t")
+
+    @model_validator(mode="after")
+    def _one_caption_source_within_images(self) -> "GenerateRequest":
+        if (self.text is None) == (self.texts is None):
+            raise PydanticCustomError("request", 'give exactly one of "text" (a caption) or "texts" (a list of '
+                                      'captions)', {"field": "text/texts"})
+        captions = 1 if self.texts is None else len(self.texts)
+        if captions * self.n > MAX_IMAGES:
+            raise PydanticCustomError("request", f"{captions} captions x {self.n} images = {captions * self.n}; the "
+                                      f"limit is {MAX_IMAGES} images per request", {"field": "n"})
+        return self
+
+    def job(self) -> GenerateJob:
+        texts = [self.text] if self.texts is None else self.texts
+        return GenerateJob(tuple(" ".join(t.split()) for t in texts), self.n, self.seed, self.truncation)
+
+
+class EmbedRequest(BaseModel):
+    """POST /api/embed: vectors for 1-MAX_TEXTS texts, in their order."""
+
+    example: ClassVar[dict] = {"texts": ["a red flower", "this flower has five white petals"]}
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [example]})
+
+    texts: Texts
+
+
+# how the messages name what a field takes, and what to do when a value is out of range
+EXPECTED = {"caption": "a string caption", "texts": f"an array of 1-{MAX_TEXTS} captions", "n": f"an integer 1-{MAX_N}",
+            "seed": f"an integer 0-{MAX_SEED}", "truncation": f"a number in (0, {MAX_TRUNCATION:g}] or null"}
+OUT_OF_RANGE = {"n": f"is outside 1-{MAX_N}; ask for 1 to {MAX_N} images per caption",
+                "seed": f"is outside 0-{MAX_SEED}; any integer in that range gives its own images",
+                "truncation": f"is outside (0, {MAX_TRUNCATION:g}]; use e.g. 0.7, or null for none"}
+
+
 def _type_name(value: object) -> str:
     return {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
             list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def check_caption(value: object, field: str) -> str:
-    """One caption: a string with text, at most MAX_WORDS words and MAX_CHARS characters, valid Unicode."""
-    if not isinstance(value, str):
-        raise ApiError(422, f"{field}: expected a string caption, got {_type_name(value)}")
-    if not value.strip():
-        raise ApiError(422, f"{field}: empty caption; describe the image in 1-{MAX_WORDS} words")
-    if len(value) > MAX_CHARS:
-        raise ApiError(422, f"{field}: {len(value)} characters; the limit is {MAX_CHARS} characters")
-    words = len(value.split())
-    if words > MAX_WORDS:
-        raise ApiError(422, f"{field}: {words} words; the limit is {MAX_WORDS} words")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ApiError(422, f"{field}: unpaired surrogate {value[e.start]!r} at character {e.start}; send valid "
-                            "Unicode text") from None
-    return " ".join(value.split())
+def _surrogate(text: str) -> str:
+    i = next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+    return f"unpaired surrogate {text[i]!r} at character {i}; send valid Unicode text"
 
 
-def _int_field(obj: dict, name: str, default: int, lo: int, hi: int, hint: str) -> int:
-    value = obj.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(422, f"{name}: expected an integer {lo}-{hi}, got {_type_name(value)}")
-    if not lo <= value <= hi:
-        raise ApiError(422, f"{name}: {value} is outside {lo}-{hi}; {hint}")
-    return value
-
-
-def _truncation(obj: dict) -> float | None:
-    value = obj.get("truncation")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(422, f"truncation: expected a number in (0, {MAX_TRUNCATION:g}] or null, got {_type_name(value)}")
-    if not (math.isfinite(value) and 0 < value <= MAX_TRUNCATION):
-        raise ApiError(422, f"truncation: {value} is outside (0, {MAX_TRUNCATION:g}]; use e.g. 0.7, or null for none")
-    return float(value)
-
-
-def _texts(obj: dict) -> tuple[str, ...]:
-    if ("text" in obj) == ("texts" in obj):
-        raise ApiError(422, 'text/texts: give exactly one of "text" (a caption) or "texts" (a list of captions)')
-    if "text" in obj:
-        return (check_caption(obj["text"], "text"),)
-    texts = obj["texts"]
-    if not isinstance(texts, list):
-        raise ApiError(422, f"texts: expected an array of 1-{MAX_TEXTS} captions, got {_type_name(texts)}")
-    if not 1 <= len(texts) <= MAX_TEXTS:
-        raise ApiError(422, f"texts: {len(texts)} captions; send 1-{MAX_TEXTS} per request")
-    return tuple(check_caption(t, f"texts[{i}]") for i, t in enumerate(texts))
-
-
-def parse_job(obj: object) -> GenerateJob:
-    """A decoded JSON body -> GenerateJob, or ApiError(422) naming the first field that is wrong."""
-    if not isinstance(obj, dict):
-        raise ApiError(422, f'body: expected a JSON object such as {{"text": "a red flower", "n": 4}}, got {_type_name(obj)}')
-    unknown = sorted(set(obj) - set(FIELDS))
-    if unknown:
-        raise ApiError(422, f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
-    texts = _texts(obj)
-    n = _int_field(obj, "n", 1, 1, MAX_N, f"ask for 1 to {MAX_N} images per caption")
-    if len(texts) * n > MAX_IMAGES:
-        raise ApiError(422, f"n: {len(texts)} captions x {n} images = {len(texts) * n}; the limit is {MAX_IMAGES} "
-                            "images per request")
-    seed = _int_field(obj, "seed", 0, 0, MAX_SEED, "any integer in that range gives its own images")
-    return GenerateJob(texts=texts, n=n, seed=seed, truncation=_truncation(obj))
+def message(error: dict, model: type[BaseModel]) -> str:
+    """One pydantic error (an item of ValidationError.errors(), FastAPI's loc starting with "body") -> one line:
+    `field: what is wrong; what to send`."""
+    loc = [x for x in error.get("loc", ()) if x != "body"]
+    where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or "body"
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    field = "caption" if loc and (isinstance(loc[-1], int) or loc == ["text"]) else where
+    example = json.dumps(model.example)
+    if kind in ("caption", "request"):  # ours, worded already
+        return f"{ctx.get('field', where)}: {error['msg']}"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; the fields are {', '.join(model.model_fields)}"
+    if where == "body":  # no body at all, or not a JSON object
+        if kind == "missing":
+            return f"body: empty; send a JSON object such as {example}"
+        return f"body: expected a JSON object such as {example}, got {_type_name(value)}"
+    if kind == "missing":
+        return f"{where}: missing; send a JSON object such as {example}"
+    if kind == "string_unicode":
+        return f"{where}: {_surrogate(value)}"
+    if kind == "string_too_long":
+        return f"{where}: {len(value)} characters; the limit is {MAX_CHARS} characters"
+    if kind in ("too_short", "too_long"):
+        return f"{where}: {len(value)} captions; send 1-{MAX_TEXTS} per request"
+    too_big = kind == "float_type" and type(value) is int  # an integer beyond float range
+    if (kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") or too_big) and field in OUT_OF_RANGE:
+        return f"{where}: {value} {OUT_OF_RANGE[field]}"
+    if field in EXPECTED:  # *_type and anything else pydantic finds wrong with the value
+        return f"{where}: expected {EXPECTED[field]}, got {_type_name(value)}"
+    return f"{where}: {error.get('msg', 'invalid')}"
