@@ -4,6 +4,7 @@
     python precompute_embeddings.py --data data/oxford --encoder tfidf --dtype float16
     python precompute_embeddings.py --list-encoders
     python precompute_embeddings.py --workers 2                       # the same file, encoded on 2 Ray workers
+    python precompute_embeddings.py --serve --cache FILE.h5 [--host 127.0.0.1] [--port 8001]   # embedding service
 
 Writes cache/<dataset>-<encoder>.h5 (layout: cache/writer.py). Interrupt it any time (Ctrl-C, kill -9):
 the same command resumes at the first unfinished chunk. Library entry point: cache.writer.build_cache.
@@ -11,6 +12,7 @@ the same command resumes at the first unfinished chunk. Library entry point: cac
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tools.errors import UserError, run_cli
@@ -27,6 +29,7 @@ EXAMPLES = """examples:
   python precompute_embeddings.py --data data/oxford --encoder glove:glove.6B.300d.txt --dtype float16
   python precompute_embeddings.py --data data/cub --workers 2                       # local Ray, 2 workers
   python precompute_embeddings.py --data /shared/coco --ray-address 10.0.0.5:6379   # an existing Ray cluster
+  python precompute_embeddings.py --serve --cache cache/cub-minilm.h5   # POST /api/embed on 127.0.0.1:8001 (--serve --help)
 """
 
 
@@ -98,6 +101,11 @@ def summary(report, dataset) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--serve" in argv:  # the embedding service: its own options (tools/serve/embed_cli.py)
+        from tools.serve.embed_cli import main as serve
+
+        return serve([a for a in argv if a != "--serve"])
     args = build_parser().parse_args(argv)
     from embeddings.registry import format_encoder_list, get_encoder
 
