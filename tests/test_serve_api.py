@@ -318,3 +318,39 @@ def test_serve_cli_refuses_bad_options_in_one_line(tmp_path):
             generate.main(["--serve", "--run", str(tmp_path), *flags])
     with pytest.raises(SystemExit):
         generate.main(["--serve", "--help"])
+
+
+MORE_BAD_INPUTS = [  # checked since the request became one pydantic model (tools/serve/limits.py)
+    ("n 2.0", {"text": "a red flower", "n": 2.0}, 422, r"n: expected an integer 1-16, got number"),
+    ("truncation boolean", {"text": "a red flower", "truncation": True}, 422,
+     r"truncation: expected a number in \(0, 10\] or null, got boolean"),
+    ("truncation beyond float", b'{"text": "a red flower", "truncation": 1' + b"0" * 400 + b"}", 422,
+     r"truncation: 10{400} is outside \(0, 10\]; use e\.g\. 0\.7, or null for none"),  # was a 500 (OverflowError)
+    ("unknown field first", {"steps": 5, "n": 99}, 422, r"steps: unknown field; the fields are text, texts, n, seed, truncation"),
+    ("whitespace body", b"  \n", 400, r"body: invalid JSON \(Expecting value at line 2 column 1\)"),
+    ("null body", b"null", 422, r'body: expected a JSON object such as \{"text": "a red flower", "n": 4\}, got null'),
+]
+
+
+@pytest.mark.parametrize("body,status,pattern", [b[1:] for b in MORE_BAD_INPUTS], ids=[b[0] for b in MORE_BAD_INPUTS])
+def test_more_bad_input_gets_one_line_from_the_model(server, body, status, pattern):
+    r = post(server["url"], content=body) if isinstance(body, bytes) else post(server["url"], body)
+    assert r.status_code == status, r.text
+    assert list(r.json()) == ["error"] and re.fullmatch(pattern, r.json()["error"]), r.json()["error"]
+
+
+def test_docs_show_the_model_that_validates(server):
+    """/openapi.json's request body is limits.GenerateRequest itself, with its bounds (no second schema)."""
+    from tools.serve.limits import GenerateRequest
+
+    spec = httpx.get(server["url"] + "/openapi.json").json()
+    body = spec["paths"]["/api/generate"]["post"]["requestBody"]
+    assert body["required"] and body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/GenerateRequest"}
+    schema = spec["components"]["schemas"]["GenerateRequest"]
+    assert schema["additionalProperties"] is False and list(schema["properties"]) == list(GenerateRequest.model_fields)
+    assert (schema["properties"]["n"]["minimum"], schema["properties"]["n"]["maximum"]) == (1, 16)
+    assert schema["properties"]["seed"]["maximum"] == 4294967295
+    texts = schema["properties"]["texts"]["anyOf"][0]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 16, 1000)
+    ok = post(server["url"], {"text": "a red flower"}, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200 and len(ok.json()["images"]) == 1
