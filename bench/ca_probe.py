@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench.d_swaps import parse_runs  # noqa: E402
 from gan.config import CA_ARCHS, GENERATOR_WEIGHTS  # noqa: E402

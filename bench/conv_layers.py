@@ -17,11 +17,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
 from bench.train_step import DEFAULT_CACHE, machine_peak, matmul_row, run_rounds  # noqa: E402

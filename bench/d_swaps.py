@@ -17,14 +17,12 @@ the checkpoint only, not on the machine (up to float rounding).
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from tools.errors import UserError, run_cli  # noqa: E402
 from tools.evaluation.real_data import ATTRIBUTE_VALUES, ATTRIBUTES  # noqa: E402

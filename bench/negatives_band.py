@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from cache.reader import EmbeddingCache  # noqa: E402
 from gan.negatives import HardNegatives  # noqa: E402

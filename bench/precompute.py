@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 SYNTHETIC = REPO / "data" / "synthetic-flowers"
 PER_IMAGE = 10  # captions per synthetic image
 THREADS_ENV = "T2I_BENCH_THREADS"  # --threads K: intra-op threads of every child (TF and torch alike)
@@ -178,7 +177,7 @@ def ray_child(n: int, encoder_spec: str, workers: int, out: str) -> None:
 
 def ray_bench(args, tmp: Path, project: dict) -> tuple[tuple[str, dict], list[str]]:
     """(table row, summary lines) of the --workers run, compared with the project path's file and speed."""
-    code = (f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import precompute; "
+    code = ("from bench import precompute; "
             f"precompute.ray_child({args.n}, {args.encoder!r}, {args.workers}, {str(tmp / 'ray.h5')!r})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})

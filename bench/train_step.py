@@ -47,7 +47,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench.step_rows import ChildRow, Row, build_step, random_batch, repeat, step_row  # noqa: E402
 

@@ -1,17 +1,11 @@
 """bench/ablation.py: which run stands for a row, the table it prints, and its one-line errors (the training and
 evaluation it drives are tools.evaluation.compare's and tools/evaluate.py's, tested elsewhere)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import ablation  # noqa: E402
-
-from tools.errors import UserError  # noqa: E402
+from bench import ablation
+from tools.errors import UserError
 
 
 def _metrics(petal, centre, fid):

@@ -1,16 +1,10 @@
 """bench/ca_probe.py: CA's views are what G computes (c = μ + σ·ε with the seed's ε, dfgan's text scale applied),
 the noise statistics are golden, and the study end to end on a tiny trained run (its text row is the encoder probe
 of tools/evaluation/probe.py on the same captions)."""
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import ca_probe  # noqa: E402
+from bench import ca_probe
 
 TOL = 1e-5
 

@@ -1,15 +1,9 @@
 """bench/d_swaps.py: the swapped captions change exactly one attribute (read back by the caption grammar), the
 interaction is the double-centred part (golden), and the study end to end on a tiny trained dfgan run."""
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import d_swaps  # noqa: E402
+from bench import d_swaps
 
 
 def test_each_swapped_caption_changes_exactly_its_attribute():

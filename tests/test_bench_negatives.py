@@ -1,15 +1,9 @@
 """bench/negatives_band.py: the kind of every mined pair (golden), and the study end to end on a small synthetic
 set with an offline encoder (shares add up, the centroid margin keeps fewer pairs and fewer false negatives)."""
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import negatives_band  # noqa: E402
+from bench import negatives_band
 
 
 def test_kinds_name_what_the_wrong_caption_contradicts():

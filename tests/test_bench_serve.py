@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from test_serve_api import shared_server
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-import serve as bench_serve  # noqa: E402  bench/serve.py
+from bench import serve as bench_serve
 
 
 @pytest.fixture(scope="module")

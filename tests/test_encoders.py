@@ -82,17 +82,16 @@ def test_minilm_from_config_and_spec_options(minilm):
 
 _BF16_SCRIPT = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 import numpy as np, h5py
 from cache.writer import build_cache
 from embeddings.registry import get_encoder
 from tools.dataset import CaptionDataset
-texts = json.loads(sys.argv[3])
+texts = json.loads(sys.argv[2])
 low = get_encoder("minilm", precision="bfloat16")
-ds = CaptionDataset("bf16", sys.argv[2], "manifest", ["a", "b"], ["/x/a.png", "/x/b.png"], texts,
+ds = CaptionDataset("bf16", sys.argv[1], "manifest", ["a", "b"], ["/x/a.png", "/x/b.png"], texts,
                     np.arange(len(texts)) % 2)
-with h5py.File(build_cache(ds, low, sys.argv[2] + "/c.h5", log=None), "r") as f:
-    np.save(sys.argv[2] + "/v.npy", f["captions/embedding"][()])
+with h5py.File(build_cache(ds, low, sys.argv[1] + "/c.h5", log=None), "r") as f:
+    np.save(sys.argv[1] + "/v.npy", f["captions/embedding"][()])
     print(json.dumps({"check": json.loads(f.attrs["precision_check"]), "spec": str(f.attrs["encoder"]),
                       "options": json.loads(f.attrs["encoder_config"])["options"]}))
 """
@@ -103,8 +102,8 @@ def test_minilm_bfloat16_stays_within_cosine_of_float32_and_the_cache_records_it
     sentences, expected = reference()
     texts = sentences + [c for c in CAPTIONS if c]  # (the empty caption, 0.99995, is the closest call)
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}
-    run = subprocess.run([sys.executable, "-c", _BF16_SCRIPT, str(Path(__file__).parents[1]), str(tmp_path),
-                          json.dumps(texts)], env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-c", _BF16_SCRIPT, str(tmp_path), json.dumps(texts)], env=env,
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["spec"] == "minilm?precision=bfloat16" and out["options"]["precision"] == "bfloat16"

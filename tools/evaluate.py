@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gan.config import GENERATOR_WEIGHTS  # noqa: E402
-from tools.errors import UserError, run_cli  # noqa: E402
+from gan.config import GENERATOR_WEIGHTS
+from tools.errors import UserError, run_cli
 
 
 EXAMPLES = """examples:

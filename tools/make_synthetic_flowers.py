@@ -9,11 +9,9 @@ whatever --workers. Spec: docs/synthetic_flowers.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.errors import run_cli  # noqa: E402
+from tools.errors import run_cli
 
 
 EXAMPLES = """examples:
