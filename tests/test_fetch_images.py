@@ -25,7 +25,8 @@ from tools.fetch_images import FetchOptions, fetch_images, robots_forbid
 from tools.images import decode_bytes, load_rgb
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = dict(size=16, timeout=0.5, retries=1, backoff=0.01, max_bytes=1_000_000, progress_every=0)
+FAST = dict(size=16, timeout=0.5, retries=1, backoff=0.01, max_bytes=1_000_000, progress_every=0,
+            decode_processes=0)  # decode in a thread: no process start per call (the SIGKILL test runs the default)
 
 
 @pytest.fixture(scope="module")

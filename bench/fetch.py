@@ -1,0 +1,183 @@
+"""Images/s of tools/fetch_images.py against a sequential download loop, over loopback with a fixed latency.
+
+    python bench/fetch.py                          # 50 ms per request; connections 1, 8, 32
+    python bench/fetch.py --latency 0.1 --connections 1,8,32,64 --per-level 60
+
+A local HTTP/1.1 server (a separate process, aiohttp.web, keep-alive) answers every request for a 640x480
+JPEG after waiting --latency seconds, as a distant server would. Each level fetches its own fresh
+URLs into a fresh folder: the sequential loop (requests.Session; GET, decode + resize to 64 px, save PNG,
+one image after another; the same PNG settings) runs first and last and its mean is the baseline; between them the fetcher runs at
+each connection count (per-host bound = connections, all URLs on one host). Every level must lose no image:
+the report's fetched count and the manifest's rows are checked against the URLs. Last, the CPU time per image
+of decode + resize (tools/images.decode_bytes) and of the PNG encode, in this process, one thread.
+Target: the fetcher at 32 connections >= 20x the sequential loop, with zero lost images.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+NUM_DISTINCT = 16  # distinct JPEGs the server cycles through
+
+
+def photo_like(i: int, size=(640, 480)) -> bytes:
+    """A 640x480 JPEG (quality 85) with smooth structure and mild noise, about the bytes of a COCO photo."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    rng = np.random.default_rng(i)
+    channels = [np.sin((x * rng.uniform(3, 9) + y * rng.uniform(3, 9)) + rng.uniform(0, 6)) for _ in range(3)]
+    rgb = (np.stack(channels, -1) * 90 + 128 + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def serve(latency: float, port_out) -> None:
+    """The server process: GET /img/<n>.jpg -> photo n % NUM_DISTINCT after `latency` seconds.
+
+    aiohttp.web on one event loop: a wait costs the server no thread and little CPU, so on a shared 2-core
+    machine the time measured is the client's (http.server's thread per connection cost more than the fetcher).
+    """
+    import asyncio
+
+    from aiohttp import web
+
+    images = [photo_like(i) for i in range(NUM_DISTINCT)]
+
+    async def image(request: web.Request) -> web.Response:
+        await asyncio.sleep(latency)
+        body = images[int(request.match_info["n"]) % NUM_DISTINCT]
+        return web.Response(body=body, content_type="image/jpeg")
+
+    async def start() -> None:
+        app = web.Application()
+        app.router.add_get("/img/{n:\\d+}.jpg", image)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port_out.put(site._server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(start())
+
+
+def sequential(urls: list[str], out: Path) -> int:
+    """The baseline: one GET, decode + resize, PNG save after another; returns images saved."""
+    import requests
+
+    from tools.images import decode_bytes
+
+    out.mkdir(parents=True)
+    saved = 0
+    with requests.Session() as session:
+        for i, url in enumerate(urls):
+            resp = session.get(url, timeout=10)
+            resp.raise_for_status()
+            Image.fromarray(decode_bytes(resp.content, 64, url), "RGB").save(out / f"{i}.png", compress_level=1)
+            saved += 1
+    return saved
+
+
+def fetcher(urls: list[str], out: Path, connections: int) -> tuple[int, int]:
+    """tools/fetch_images.py at `connections` (per host too); (images fetched, manifest rows)."""
+    from tools.datasets.url_sources import UrlItem
+    from tools.fetch_images import FetchOptions, fetch_images
+
+    items = [UrlItem(f"{i:06d}", url, ["a caption"]) for i, url in enumerate(urls)]
+    opt = FetchOptions(size=64, connections=connections, per_host=connections, progress_every=0)
+    report = fetch_images(items, out, opt, log=lambda *_: None)
+    rows = sum(1 for _ in open(out / "manifest.jsonl"))
+    return report["fetched"], rows
+
+
+def cpu_per_image(repeats: int) -> tuple[float, float]:
+    """(ms of CPU for decode + resize to 64, ms for the PNG encode) per image, one thread."""
+    from tools.images import decode_bytes
+
+    blobs = [photo_like(i) for i in range(NUM_DISTINCT)]
+    start = time.process_time()
+    for _ in range(repeats):
+        small = [decode_bytes(b, 64) for b in blobs]  # [64, 64, 3] each
+    decode = (time.process_time() - start) / (repeats * len(blobs))
+    start = time.process_time()
+    for _ in range(repeats):
+        for rgb in small:
+            Image.fromarray(rgb, "RGB").save(io.BytesIO(), format="PNG", compress_level=1)
+    encode = (time.process_time() - start) / (repeats * len(blobs))
+    return decode * 1e3, encode * 1e3
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process and of its finished children (the fetcher's decode processes, joined at the
+    end of each run; the server process is still running, so it is not counted)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def machine_line() -> str:
+    from bench.machine import describe
+
+    try:
+        return describe(subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown machine (no lscpu)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--latency", type=float, default=0.05, help="seconds the server waits per request (default 0.05)")
+    p.add_argument("--connections", default="1,8,32", help="fetcher connection counts (default 1,8,32)")
+    p.add_argument("--per-level", type=int, default=40,
+                   help="images per connection at each level (default 40: 40 sequential, 1280 at 32)")
+    args = p.parse_args()
+    levels = [int(c) for c in args.connections.split(",")]
+
+    ports = multiprocessing.get_context("spawn").Queue()
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(args.latency, ports), daemon=True)
+    server.start()
+    base = f"http://127.0.0.1:{ports.get(timeout=60)}/img"
+    print(f"machine: {machine_line()}")
+    print(f"server: loopback, {args.latency * 1e3:.0f} ms per request, 640x480 JPEG "
+          f"({np.mean([len(photo_like(i)) for i in range(4)]) / 1e3:.0f} kB), keep-alive; images saved at 64 px")
+    next_id = 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = [("sequential", 1)] + [("fetcher", c) for c in levels] + [("sequential", 1)]
+        for k, (mode, c) in enumerate(plan):
+            n = args.per_level * c
+            urls = [f"{base}/{next_id + i}.jpg" for i in range(n)]
+            next_id += n
+            out = Path(tmp) / f"{k}-{mode}-{c}"
+            cpu0, t0 = client_cpu(), time.perf_counter()
+            got, listed = (sequential(urls, out), n) if mode == "sequential" else fetcher(urls, out, c)
+            seconds, cpu = time.perf_counter() - t0, client_cpu() - cpu0
+            rows.append((mode, c, n, seconds, n / seconds, n - min(got, listed), cpu / n * 1e3))
+    server.terminate()
+    seq = np.mean([r[4] for r in rows if r[0] == "sequential"])
+    print(f"\n| run | connections | images | seconds | images/s | x sequential | lost | client CPU ms/image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, c, n, seconds, rate, lost, cpu in rows:
+        print(f"| {mode} | {c} | {n} | {seconds:.2f} | {rate:.1f} | {rate / seq:.2f}x | {lost} | {cpu:.2f} |")
+    decode_ms, encode_ms = cpu_per_image(repeats=5)
+    print(f"\nsequential baseline: {seq:.1f} images/s (mean of the first and last run)")
+    print(f"CPU per image, one thread: decode + resize 640x480 JPEG -> 64 px {decode_ms:.2f} ms; PNG encode "
+          f"{encode_ms:.2f} ms")
+    best = max((r for r in rows if r[0] == "fetcher" and r[1] == 32), key=lambda r: r[4], default=None)
+    if best is not None:
+        verdict = "met" if best[4] / seq >= 20 and best[5] == 0 else "NOT met"
+        print(f"target (>= 20x sequential at 32 connections, zero lost): {best[4] / seq:.1f}x, "
+              f"{best[5]} lost -> {verdict}")
+
+
+if __name__ == "__main__":
+    main()
