@@ -145,7 +145,9 @@ def _type_name(value: object) -> str:
 
 
 def _surrogate(text: str) -> str:
-    i = next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+    i = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if i is None:
+        return "not valid Unicode text; send UTF-8 text"
     return f"unpaired surrogate {text[i]!r} at character {i}; send valid Unicode text"
 
 
