@@ -103,6 +103,7 @@ class ImageServer:
 
     class _Server(ThreadingHTTPServer):
         daemon_threads = True
+        request_queue_size = 128  # socketserver's default backlog of 5 refuses a burst of connections
         owner: "ImageServer"
 
     def __init__(self, delay: float = 0.0) -> None:

@@ -105,7 +105,7 @@ async def download(session, url: str, opt: FetchOptions) -> bytes:
             if resp.status != 200:
                 raise Refused(f"HTTP {resp.status}", http=resp.status)
             if opt.robots and robots_forbid(resp.headers.getall("X-Robots-Tag", [])):
-                raise Refused("X-Robots-Tag noai", "skipped", resp.status)
+                raise Refused("X-Robots-Tag noai/noimageai", "skipped", resp.status)
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype and not ctype.startswith("image/") and ctype not in OCTET_TYPES:
                 raise Refused(f"content type {ctype}", http=resp.status)
@@ -181,6 +181,10 @@ def _loop_factory():
     return uvloop.new_event_loop
 
 
+def _warm_up() -> None:
+    import tools.images  # noqa: F401
+
+
 def _decode_pool(opt: FetchOptions):
     """Processes for decode + resize + save (spawned: this process has threads); 0 -> one thread here."""
     if opt.decode_processes == 0:
@@ -230,6 +234,8 @@ async def fetch_items(items, out: Path, journal, opt: FetchOptions) -> None:
             progress.add(record["status"])
 
     with _decode_pool(opt) as pool:
+        for _ in range(getattr(pool, "_max_workers", 1)):
+            pool.submit(_warm_up)  # workers start (and import Pillow) while the first requests are in flight
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                          headers={"User-Agent": USER_AGENT}) as session:
             await asyncio.gather(*(worker() for _ in range(min(opt.connections, max(len(items), 1)))))
