@@ -108,6 +108,10 @@ def test_per_host_bound(server, tmp_path):
     report = fetch_images(read_url_source(write_csv(tmp_path / "u.csv", rows)), tmp_path / "o",
                           FetchOptions(**FAST, connections=8, per_host=2))
     assert report["fetched"] == 12 and server.peak == 2
+    # another --size refetches everything at the new size
+    server.reset()
+    fetch_images(read_url_source(tmp_path / "u.csv"), tmp_path / "o", FetchOptions(**{**FAST, "size": 8}))
+    assert len(server.counts) == 12 and load_rgb(load_dataset(tmp_path / "o").image_paths[0], None).shape == (8, 8, 3)
 
 
 def test_eee443_source(server, tmp_path):

@@ -157,7 +157,7 @@ async def fetch_item(session, pool, item, out: Path, opt: FetchOptions) -> dict:
             data = await download(session, item.url, opt)
             file = f"images/{item.file_stem}.png"
             await asyncio.get_running_loop().run_in_executor(pool, save_image, data, out / file, opt.size, item.url)
-            record.update(status="ok", file=file, bytes=len(data))
+            record.update(status="ok", file=file, size=opt.size, bytes=len(data))
             break
         except Refused as e:
             record.update(status=e.status, reason=e.reason, **({"http": e.http} if e.http else {}))
@@ -241,76 +241,9 @@ async def fetch_items(items, out: Path, journal, opt: FetchOptions) -> None:
             await asyncio.gather(*(worker() for _ in range(min(opt.connections, max(len(items), 1)))))
 
 
-def plan(items, journal, out: Path, opt: FetchOptions) -> list:
-    """The items still to fetch: no record yet, a changed URL, an ok record whose file is gone or empty; with
-    retry_failed the failures, and with robots off the images the robots rule skipped."""
-    todo = []
-    for item in items:
-        record = journal.done.get(item.id)
-        if record is None or record.get("url") != item.url:
-            todo.append(item)
-        elif record["status"] == "ok":
-            file = out / record.get("file", "")
-            if not file.is_file() or file.stat().st_size == 0:
-                todo.append(item)
-        elif record["status"] == "failed" and opt.retry_failed:
-            todo.append(item)
-        elif record["status"] == "skipped" and not opt.robots:  # skipped by the X-Robots-Tag rule, now off
-            todo.append(item)
-    return todo
-
-
-def write_manifest(items, journal, out: Path) -> tuple[int, int]:
-    """OUT/manifest.jsonl of the fetched images in source order, written atomically; (images, captions)."""
-    tmp = out / "manifest.jsonl.partial"
-    images = captions = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for item in items:
-            record = journal.done.get(item.id)
-            if record and record["status"] == "ok" and record.get("url") == item.url:
-                row = {"image_id": item.id, "image_path": record["file"], "captions": item.captions, "url": item.url}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                images, captions = images + 1, captions + len(item.captions)
-    os.replace(tmp, out / "manifest.jsonl")
-    return images, captions
-
-
-def build_report(items, journal, fetched_now: int) -> dict:
-    """Counts by status and reason over the whole source (this run and earlier ones), with example URLs."""
-    report = {"images": len(items), "fetched": 0, "fetched_this_run": fetched_now, "skipped": {}, "failed": {},
-              "pending": 0, "examples": {}}
-    for item in items:
-        record = journal.done.get(item.id)
-        if record is None or record.get("url") != item.url:
-            report["pending"] += 1
-        elif record["status"] == "ok":
-            report["fetched"] += 1
-        else:
-            reasons = report[record["status"]]
-            reasons[record["reason"]] = reasons.get(record["reason"], 0) + 1
-            examples = report["examples"].setdefault(record["reason"], [])
-            if len(examples) < 3:
-                examples.append(item.url)
-    return report
-
-
-def format_report(report: dict) -> str:
-    """The printed report: one line per status, then one per reason with up to three example URLs."""
-    skipped, failed = sum(report["skipped"].values()), sum(report["failed"].values())
-    lines = [f"fetch report: {report['images']} images in the source",
-             f"  fetched  {report['fetched']:>7}  ({report['fetched_this_run']} in this run)",
-             f"  skipped  {skipped:>7}", f"  failed   {failed:>7}"]
-    if report["pending"]:
-        lines.append(f"  pending  {report['pending']:>7}  (interrupted: run the same command again)")
-    for status in ("skipped", "failed"):
-        for reason, n in sorted(report[status].items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"    {status:<7} {n:>5}  {reason}  (e.g. {', '.join(report['examples'][reason])})")
-    return "\n".join(lines)
-
-
 def fetch_images(items, out: str | os.PathLike, opt: FetchOptions | None = None, log=print) -> dict:
     """Fetch what the journal in `out` does not have yet; write the manifest and report; returns the report."""
-    from tools.datasets.fetch_journal import Journal
+    from tools.datasets.fetch_journal import Journal, build_report, format_report, plan, write_manifest
 
     opt = opt or FetchOptions()
     out = Path(out)
@@ -318,7 +251,7 @@ def fetch_images(items, out: str | os.PathLike, opt: FetchOptions | None = None,
     journal = Journal.open(out / "fetch-journal.jsonl")
     if journal.dropped_partial:
         log(f"journal: dropped a cut-off last record of {journal.path} (that image is fetched again)")
-    todo = plan(items, journal, out, opt)
+    todo = plan(items, journal, out, size=opt.size, retry_failed=opt.retry_failed, robots=opt.robots)
     log(f"fetch: {len(items)} images in the source, {len(items) - len(todo)} already recorded, {len(todo)} to fetch "
         f"({opt.connections} connections, {opt.per_host} per host)")
     before = sum(1 for r in journal.done.values() if r["status"] == "ok")

@@ -11,6 +11,8 @@ truncates it away, so the next record starts on a line of its own). A writer thr
 groups: it writes what has queued up, then fsyncs, so a slow disk costs one fsync per group rather than per
 image, and an OS crash loses at most the records of the last group — images that count as in flight.
 Status: "ok" (file written), "skipped" (a policy said no, e.g. X-Robots-Tag: noai) or "failed" (reason).
+Also here, what is read from the records: which images a run still has to fetch (`plan`), the manifest of the
+fetched ones (`write_manifest`) and the report by reason (`build_report`, `format_report`).
 """
 from __future__ import annotations
 
@@ -88,3 +90,70 @@ class Journal:
         os.close(self._fd)
         if self._error is not None:
             raise OSError(f"{self.path}: journal write failed ({self._error})")
+
+
+def plan(items, journal: Journal, out: Path, *, size: int, retry_failed: bool, robots: bool) -> list:
+    """The items still to fetch: no record yet, a changed URL, an ok record at another size or whose file is
+    gone or empty; with retry_failed the failures, and with robots off the images the robots rule skipped."""
+    todo = []
+    for item in items:
+        record = journal.done.get(item.id)
+        if record is None or record.get("url") != item.url:
+            todo.append(item)
+        elif record["status"] == "ok":
+            file = out / record.get("file", "")
+            if record.get("size") != size or not file.is_file() or file.stat().st_size == 0:
+                todo.append(item)
+        elif record["status"] == "failed" and retry_failed:
+            todo.append(item)
+        elif record["status"] == "skipped" and not robots:  # skipped by the X-Robots-Tag rule, now off
+            todo.append(item)
+    return todo
+
+
+def write_manifest(items, journal, out: Path) -> tuple[int, int]:
+    """OUT/manifest.jsonl of the fetched images in source order, written atomically; (images, captions)."""
+    tmp = out / "manifest.jsonl.partial"
+    images = captions = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for item in items:
+            record = journal.done.get(item.id)
+            if record and record["status"] == "ok" and record.get("url") == item.url:
+                row = {"image_id": item.id, "image_path": record["file"], "captions": item.captions, "url": item.url}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                images, captions = images + 1, captions + len(item.captions)
+    os.replace(tmp, out / "manifest.jsonl")
+    return images, captions
+
+
+def build_report(items, journal, fetched_now: int) -> dict:
+    """Counts by status and reason over the whole source (this run and earlier ones), with example URLs."""
+    report = {"images": len(items), "fetched": 0, "fetched_this_run": fetched_now, "skipped": {}, "failed": {},
+              "pending": 0, "examples": {}}
+    for item in items:
+        record = journal.done.get(item.id)
+        if record is None or record.get("url") != item.url:
+            report["pending"] += 1
+        elif record["status"] == "ok":
+            report["fetched"] += 1
+        else:
+            reasons = report[record["status"]]
+            reasons[record["reason"]] = reasons.get(record["reason"], 0) + 1
+            examples = report["examples"].setdefault(record["reason"], [])
+            if len(examples) < 3:
+                examples.append(item.url)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The printed report: one line per status, then one per reason with up to three example URLs."""
+    skipped, failed = sum(report["skipped"].values()), sum(report["failed"].values())
+    lines = [f"fetch report: {report['images']} images in the source",
+             f"  fetched  {report['fetched']:>7}  ({report['fetched_this_run']} in this run)",
+             f"  skipped  {skipped:>7}", f"  failed   {failed:>7}"]
+    if report["pending"]:
+        lines.append(f"  pending  {report['pending']:>7}  (interrupted: run the same command again)")
+    for status in ("skipped", "failed"):
+        for reason, n in sorted(report[status].items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {status:<7} {n:>5}  {reason}  (e.g. {', '.join(report['examples'][reason])})")
+    return "\n".join(lines)
