@@ -287,8 +287,8 @@ def test_error_messages_are_one_line_and_name_the_fix(tmp_path, monkeypatch, hub
 
 def test_available_encoders_lists_every_family():
     rows = available_encoders()
-    assert [r[0].split("[")[0].split(":")[0] for r in rows] == ["minilm", "hf", "tfhub", "tfhub-bert", "tfidf",
-                                                               "glove"]
+    assert [r[0].split("[")[0].split(":")[0] for r in rows] == ["minilm", "mpnet", "use", "hf", "tfhub", "tfhub-bert",
+                                                               "tfidf", "glove"]
     assert rows[0][1] == 384 and all(len(r) == 3 and r[2] for r in rows)
     text = format_encoder_list()
     assert "TFHUB_CACHE_DIR" in text and all(r[0] in text for r in rows)
