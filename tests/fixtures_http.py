@@ -2,10 +2,10 @@
 
     with ImageServer() as server:
         server.url("/img/a.jpg")         # http://127.0.0.1:PORT/img/a.jpg
-        server.counts["/img/a.jpg"]      # requests seen per path; server.peak: most requests open at once
+        server.counts["/img/a.jpg"]      # requests seen per path; server.peak: most requests waiting at once
 
 Routes: /img/<name>.jpg a JPEG whose colour comes from the name (optional ?delay=s); /missing 404; /slow.jpg
-answers after 2 s; /big.jpg declares and sends 3 MB; /bigstream.jpg sends 3 MB without a length;
+answers after 2.5 s; /big.jpg declares and sends 3 MB; /bigstream.jpg sends 3 MB without a length;
 /page.jpg is text/html; /corrupt.jpg is image/jpeg holding junk; /redirect/<name>.jpg 302 -> /img/<name>.jpg;
 /loop 302 -> /loop; /noai.jpg and /noimageai.jpg carry X-Robots-Tag for all agents, /other-agent.jpg only for
 "otherbot"; /flaky.jpg answers 503 on its first request and the image afterwards.
@@ -55,16 +55,15 @@ class _Handler(BaseHTTPRequestHandler):
             owner.open += 1
             owner.peak = max(owner.peak, owner.open)
             first = owner.counts[path] == 1
+        delay = float(query.get("delay", [owner.delay])[0])
+        if delay:
+            time.sleep(delay)
+        with owner.lock:  # before answering: the client cannot have started its next request yet
+            owner.open -= 1
         try:
-            delay = float(query.get("delay", [owner.delay])[0])
-            if delay:
-                time.sleep(delay)
             self._route(path, first)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
-        finally:
-            with owner.lock:
-                owner.open -= 1
 
     def _route(self, path: str, first: bool) -> None:
         if path.startswith("/img/"):
@@ -74,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/loop":
             self._send(302, ctype="text/plain", headers=[("Location", "/loop")])
         elif path == "/slow.jpg":
-            time.sleep(2.0)
+            time.sleep(2.5)
             self._send(200, image_bytes("slow"))
         elif path == "/big.jpg":
             self._send(200, b"\xff" * 3_000_000)

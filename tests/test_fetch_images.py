@@ -25,7 +25,7 @@ from tools.fetch_images import FetchOptions, fetch_images, robots_forbid
 from tools.images import decode_bytes, load_rgb
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = dict(size=16, timeout=0.5, retries=1, backoff=0.01, max_bytes=1_000_000, progress_every=0,
+FAST = dict(size=16, timeout=1.0, retries=1, backoff=0.01, max_bytes=1_000_000, progress_every=0,
             decode_processes=0)  # decode in a thread: no process start per call (the SIGKILL test runs the default)
 
 
@@ -65,7 +65,7 @@ def test_every_failure_kind_is_reported(server, tmp_path, capsys):
     items = read_url_source(source)
     started = time.perf_counter()
     report = fetch_images(items, tmp_path / "out", FetchOptions(**FAST, connections=8, per_host=8))
-    assert time.perf_counter() - started < 5  # the 2 s response is cut at 0.5 s per attempt
+    assert time.perf_counter() - started < 6  # the 2.5 s response is cut at 1 s per attempt
     print(capsys.readouterr().out)  # the report (pytest -s shows it)
     journal = Journal.open(tmp_path / "out" / "fetch-journal.jsonl").done
     for image_id, (path, status, reason) in CASES.items():
@@ -84,12 +84,12 @@ def test_every_failure_kind_is_reported(server, tmp_path, capsys):
     assert ds.captions[:2] == ["caption of good1", "a second caption"]
     expected = decode_bytes(image_bytes("moved.jpg"), 16)  # [16, 16, 3]
     assert np.array_equal(load_rgb(ds.image_paths[2], 16), expected)
-    # a plain rerun requests nothing; --retry-failed retries the failures (the slow one fits in 3 s);
+    # a plain rerun requests nothing; --retry-failed retries the failures (the slow one fits in 5 s);
     # --ignore-robots fetches what the robots rule skipped
     server.reset()
     again = fetch_images(items, tmp_path / "out", FetchOptions(**FAST))
     assert server.counts == {} and again["fetched_this_run"] == 0
-    retried = fetch_images(items, tmp_path / "out", FetchOptions(**{**FAST, "timeout": 3.0}, retry_failed=True))
+    retried = fetch_images(items, tmp_path / "out", FetchOptions(**{**FAST, "timeout": 5.0}, retry_failed=True))
     assert set(server.counts) == {CASES[i][0] for i in CASES if CASES[i][1] == "failed"}
     assert retried["fetched"] == 6 and "timeout" not in retried["failed"] and retried["skipped"] == report["skipped"]
     server.reset()
@@ -155,6 +155,9 @@ def test_kill_9_then_resume_fetches_only_the_rest(tmp_path):
         proc.wait()
         done = set(Journal.open(journal).done)
         assert 10 <= len(done) < n, "the kill must land mid-run"
+        time.sleep(0.3)  # requests the dead client had already sent are still served (and counted): let them end
+        while server.open:
+            time.sleep(0.05)
         first = dict(server.counts)
         server.reset()
         run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -162,7 +165,7 @@ def test_kill_9_then_resume_fetches_only_the_rest(tmp_path):
         assert f"{n - len(done)} to fetch" in run.stdout
         # each image without a record is requested exactly once; none that was journaled is requested again
         assert server.counts == {f"/img/{k}.jpg": 1 for k in names if k not in done}
-        assert len(first) - len(done) <= 4  # at most the --connections images that were in flight were lost
+        assert len(first) - len(done) <= 8  # lost: at most the 4 downloading and the 4 waiting for a decoder
     ds = load_dataset(out)
     assert ds.image_ids == names and ds.skips.total == 0
     assert len({load_rgb(p, 16)[0, 0].tobytes() for p in ds.image_paths}) == n

@@ -8,25 +8,27 @@ Writes OUT/images/<id>.png (already centre-cropped and resized to --size the way
 tools/images.py, so the image cache later decodes small PNGs instead of full photos), OUT/manifest.jsonl
 (the fetched images and their captions, rewritten atomically at the end of every run), OUT/fetch-journal.jsonl
 (one record per finished image: tools/datasets/fetch_journal.py) and OUT/fetch-report.json. Kill it at any
-time (Ctrl-C, kill -9): the same command fetches only the images that have no record yet; --retry-failed
-also retries the failures.
+time (Ctrl-C, kill -9): the same command fetches only the images that have no record yet, so a kill costs at
+most the images in flight (downloading, or downloaded and waiting for a decoder: 2 x --connections at most);
+--retry-failed also retries the failures.
 
-Per image: GET with redirects (at most 5), --timeout per attempt; timeouts, connection errors and HTTP
-408/429/5xx are retried --retries times with exponential backoff (Retry-After honoured, up to 30 s); other
-HTTP errors fail at once. Refused without downloading the body: an `X-Robots-Tag` with noai or noimageai for
-all agents or for ours (skipped; --ignore-robots turns this off), a content type that is not image/* (or
-octet-stream, which some stores send for images), a Content-Length over --max-bytes; a body that grows past
---max-bytes is cut off and failed. The bytes must then decode (Pillow, same checks as training).
+Per image: GET with redirects (at most 5), --timeout per attempt, counted from when its host has a free
+slot; timeouts, connection errors and HTTP 408/429/5xx are retried --retries times with exponential backoff
+(Retry-After honoured, up to 30 s); other HTTP errors fail at once. Refused without downloading the body: an
+`X-Robots-Tag` with noai or noimageai for all agents or for ours (skipped; --ignore-robots turns this off), a
+content type that is not image/* (or octet-stream, which some stores send for images), a Content-Length over
+--max-bytes; a body that grows past --max-bytes is cut off and failed. The bytes must then decode (Pillow,
+same checks as training).
 
 HTTP client: aiohttp (pinned for bench/serve.py). Downloads are waits, not work, so one event loop keeps
 --connections requests open on one thread, and aiohttp's connector bounds both the total and the connections
-per host (`limit`, `limit_per_host`) — the politeness rule is the client's own, not a semaphore of ours. It
-costs less CPU per request than httpx's async client, which matters on two cores that also decode. Decoding
-and resizing run in worker processes, one per core: in threads of this process they would hold the GIL
-that the event loop needs back after every socket call (measured: 5 ms per send, the GIL switch interval,
-and 67 images/s instead of the latency bound at 32 connections). requests would need a thread per connection
-and a home-made per-host limit. Proxies from the environment
-are not used (trust_env off): a fetch goes exactly where its URL says.
+per host (`limit`, `limit_per_host`); one semaphore per host in front of it only makes a request wait for
+its slot before its timeout starts. aiohttp costs less CPU per request than httpx's async client, which
+matters on two cores that also decode; requests would need a thread per connection and a home-made
+per-host limit. Decoding and resizing run in worker processes, one per core, overlapping the next downloads:
+in threads of this process they would hold the GIL that the event loop needs back after every socket call
+(measured: 5 ms per send, the GIL switch interval, and 67 images/s at 32 connections). Proxies from the
+environment are not used (trust_env off): a fetch goes exactly where its URL says.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tools.errors import UserError, run_cli
 
@@ -98,7 +101,8 @@ async def download(session, url: str, opt: FetchOptions) -> bytes:
     import aiohttp
 
     try:
-        async with session.get(url, allow_redirects=True, max_redirects=MAX_REDIRECTS) as resp:
+        async with asyncio.timeout(opt.timeout), \
+                session.get(url, allow_redirects=True, max_redirects=MAX_REDIRECTS) as resp:
             if resp.status in RETRY_STATUS:
                 after = resp.headers.get("Retry-After", "")
                 raise Transient(f"HTTP {resp.status}", resp.status, float(after) if after.isdigit() else None)
@@ -144,20 +148,19 @@ def save_image(data: bytes, path: Path, size: int, url: str) -> None:
     os.replace(tmp, path)
 
 
-async def fetch_item(session, pool, item, out: Path, opt: FetchOptions) -> dict:
-    """One image, end to end; returns its journal record."""
+async def download_item(session, item, opt: FetchOptions, slot: asyncio.Semaphore) -> tuple[dict, bytes | None]:
+    """(journal record so far, body) of one image with retries, each attempt inside its host's `slot` (not the
+    backoff); body None when the record is final."""
     record = {"id": item.id, "url": item.url}
     start = time.perf_counter()
-    attempt = 0
+    attempt, data = 0, None
     while True:
         attempt += 1
         try:
             if not item.url.lower().startswith(("http://", "https://")):
                 raise Refused("not an http(s) URL")
-            data = await download(session, item.url, opt)
-            file = f"images/{item.file_stem}.png"
-            await asyncio.get_running_loop().run_in_executor(pool, save_image, data, out / file, opt.size, item.url)
-            record.update(status="ok", file=file, size=opt.size, bytes=len(data))
+            async with slot:
+                data = await download(session, item.url, opt)
             break
         except Refused as e:
             record.update(status=e.status, reason=e.reason, **({"http": e.http} if e.http else {}))
@@ -169,6 +172,17 @@ async def fetch_item(session, pool, item, out: Path, opt: FetchOptions) -> dict:
             wait = opt.backoff * 2 ** (attempt - 1) * (1 + 0.25 * random.random())
             await asyncio.sleep(min(e.retry_after, 30.0) if e.retry_after is not None else wait)
     record.update(attempts=attempt, seconds=round(time.perf_counter() - start, 3))
+    return record, data
+
+
+async def decode_item(pool, item, data: bytes, record: dict, out: Path, opt: FetchOptions) -> dict:
+    """Decode, resize and save a downloaded body in the pool; the finished record."""
+    file = f"images/{item.file_stem}.png"
+    try:
+        await asyncio.get_running_loop().run_in_executor(pool, save_image, data, out / file, opt.size, item.url)
+        record.update(status="ok", file=file, size=opt.size, bytes=len(data))
+    except Refused as e:
+        record.update(status=e.status, reason=e.reason, bytes=len(data))
     return record
 
 
@@ -224,14 +238,41 @@ async def fetch_items(items, out: Path, journal, opt: FetchOptions) -> None:
     for item in items:
         todo.put_nowait(item)
     progress = Progress(len(items), opt.progress_every)
+    # aiohttp's connector is the hard bound (redirects to other hosts included); the per-host semaphores in
+    # front of it make a request wait for its host's slot *before* its --timeout clock starts (aiohttp's own
+    # total timeout would count the wait in its pool as time spent on the image).
     connector = aiohttp.TCPConnector(limit=opt.connections, limit_per_host=opt.per_host, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=opt.timeout)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=opt.timeout)
+    host_slots: dict[str, asyncio.Semaphore] = {}
+
+    # A connection goes on to its next URL as soon as a body is in: decoding (in the pool) overlaps the next
+    # download. At most --connections bodies wait for the pool (memory; and a kill loses at most the images
+    # downloading plus these).
+    decode_slots = asyncio.Semaphore(opt.connections)
+    decoding: set[asyncio.Task] = set()
+
+    def finish(record: dict) -> None:
+        journal.append(record)
+        progress.add(record["status"])
+
+    async def decode(item, data: bytes, record: dict) -> None:
+        try:
+            finish(await decode_item(pool, item, data, record, out, opt))
+        finally:
+            decode_slots.release()
 
     async def worker() -> None:
         while not todo.empty():
-            record = await fetch_item(session, pool, todo.get_nowait(), out, opt)
-            journal.append(record)
-            progress.add(record["status"])
+            item = todo.get_nowait()
+            slot = host_slots.setdefault(urlsplit(item.url).netloc.lower(), asyncio.Semaphore(opt.per_host))
+            record, data = await download_item(session, item, opt, slot)
+            if data is None:
+                finish(record)
+                continue
+            await decode_slots.acquire()
+            task = asyncio.create_task(decode(item, data, record))
+            decoding.add(task)
+            task.add_done_callback(decoding.discard)
 
     with _decode_pool(opt) as pool:
         for _ in range(getattr(pool, "_max_workers", 1)):
@@ -239,6 +280,7 @@ async def fetch_items(items, out: Path, journal, opt: FetchOptions) -> None:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                          headers={"User-Agent": USER_AGENT}) as session:
             await asyncio.gather(*(worker() for _ in range(min(opt.connections, max(len(items), 1)))))
+        await asyncio.gather(*list(decoding))
 
 
 def fetch_images(items, out: str | os.PathLike, opt: FetchOptions | None = None, log=print) -> dict:
