@@ -334,18 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--limit", type=int, metavar="N", help="only the first N images of the source")
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, metavar="DIR", help="dataset folder: images/, manifest.jsonl, journal")
-    out.add_argument("--size", type=int, default=d.size,
+    out.add_argument("--size", metavar="N", type=int, default=d.size,
                      help=f"square side images are cropped and resized to, as training does (default {d.size}; "
                           f"0 keeps the original size)")
     net = p.add_argument_group("network")
-    net.add_argument("--connections", type=int, default=d.connections, help=f"requests at once (default {d.connections})")
-    net.add_argument("--per-host", type=int, default=d.per_host, help=f"requests at once per host (default {d.per_host})")
-    net.add_argument("--timeout", type=float, default=d.timeout, help=f"seconds per attempt (default {d.timeout:g})")
-    net.add_argument("--retries", type=int, default=d.retries,
+    net.add_argument("--connections", metavar="N", type=int, default=d.connections, help=f"requests at once (default {d.connections})")
+    net.add_argument("--per-host", metavar="N", type=int, default=d.per_host, help=f"requests at once per host (default {d.per_host})")
+    net.add_argument("--timeout", metavar="S", type=float, default=d.timeout, help=f"seconds per attempt (default {d.timeout:g})")
+    net.add_argument("--retries", metavar="N", type=int, default=d.retries,
                      help=f"extra attempts after a timeout, connection error, 408/429/5xx (default {d.retries})")
-    net.add_argument("--backoff", type=float, default=d.backoff,
+    net.add_argument("--backoff", metavar="S", type=float, default=d.backoff,
                      help=f"seconds before the first retry, doubling (default {d.backoff:g})")
-    net.add_argument("--max-bytes", type=int, default=d.max_bytes, help=f"body size cap (default {d.max_bytes})")
+    net.add_argument("--max-bytes", metavar="BYTES", type=int, default=d.max_bytes, help=f"body size cap (default {d.max_bytes})")
     net.add_argument("--ignore-robots", action="store_true",
                      help="fetch even when X-Robots-Tag says noai/noimageai (default: such images are skipped)")
     net.add_argument("--retry-failed", action="store_true", help="also retry images earlier runs recorded as failed")
