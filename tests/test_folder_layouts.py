@@ -136,6 +136,14 @@ def test_webdataset_pattern_folder_and_file(tmp_path):
     assert "00003.tar: missing shard" in error_of(load_dataset, str(tmp_path / "shards" / "{00000..00003}.tar"),
                                                   strict=True)
     assert "none of the 2 shards" in error_of(load_dataset, str(tmp_path / "shards" / "{00007..00008}.tar"))
+    # compressed shards stream the same way, images included
+    import gzip
+    gz = tmp_path / "gz" / "00001.tar.gz"
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(shards[1].read_bytes()))
+    zipped = load_dataset(tmp_path / "gz")
+    assert zipped.image_ids == ["000000002", "000000003"] and zipped.image_paths[1] == f"{gz}#000000003.jpg"
+    assert load_rgb(zipped.image_paths[1], 4)[0, 0].tolist() == [60, 0, 0]
 
 
 def test_webdataset_json_captions_skips_and_duplicates(tmp_path):
