@@ -138,7 +138,10 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.05, help="seconds the server waits per request (default 0.05)")
     p.add_argument("--connections", default="1,8,32", help="fetcher connection counts (default 1,8,32)")
     p.add_argument("--per-level", type=int, default=40,
-                   help="images per connection at each level (default 40: 40 sequential, 1280 at 32)")
+                   help="images per connection at each level, at least --min-images (default 40: 1280 at 32)")
+    p.add_argument("--min-images", type=int, default=100,
+                   help="images of the smallest levels (default 100: the fetcher's start of its decode processes "
+                        "is part of its time, and should not be most of it)")
     args = p.parse_args()
     levels = [int(c) for c in args.connections.split(",")]
 
@@ -154,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plan = [("sequential", 1)] + [("fetcher", c) for c in levels] + [("sequential", 1)]
         for k, (mode, c) in enumerate(plan):
-            n = args.per_level * c
+            n = max(args.per_level * c, args.min_images)
             urls = [f"{base}/{next_id + i}.jpg" for i in range(n)]
             next_id += n
             out = Path(tmp) / f"{k}-{mode}-{c}"
