@@ -7,7 +7,7 @@
     python train_gan.py --embeddings cache/flowers-minilm.h5 --preset gpu --strategy mirrored      # all GPUs here
 
 Each run gets runs/NNNNN-<dataset>-<encoder>/ with config.json, train.log, checkpoints/, samples/ and tb/
-(see gan/run_dir.py). generate.py rebuilds the generator from there: gan.trainer.load_generator(run_dir).
+(see gan/run_dir.py). generate.py rebuilds the generator from there: gan.inference.load_generator(run_dir).
 """
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
+    from gan.archs import get_arch
     from gan.config import resolve, resume_config
     from gan.data import read_cache
     from gan.run_dir import load_config
@@ -117,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         saved = load_config(args.resume)
         data = read_cache(overrides.get("embeddings") or saved.embeddings,
-                          need_vectors=not args.dry_run and saved.arch != "ta80")
+                          need_vectors=not args.dry_run and get_arch(saved.arch).reads == "vectors")
         cfg = resume_config(saved, overrides, data.info, args.resume)
     else:
         cfg = resolve(overrides, gpu_available=bool(tf.config.list_physical_devices("GPU")))
-        data = read_cache(cfg.embeddings, need_vectors=not args.dry_run and cfg.arch != "ta80")
+        data = read_cache(cfg.embeddings, need_vectors=not args.dry_run and get_arch(cfg.arch).reads == "vectors")
         cfg = dataclasses.replace(cfg, cache=data.info)
     if args.dry_run:
         print(cfg.to_json())

@@ -89,7 +89,8 @@ def evaluate_at(run: Path, steps: int, weights: str, args, out: Path) -> dict:
 def train_row(name: str, args, state: dict, save) -> Path:
     """Train (or reuse) the row's own run through tools.evaluation.compare (same caches, budget and seed)."""
     from tools.datasets import load_dataset
-    from tools.evaluation.compare import Arm, Plan, cache_stage, find_run, train_arm
+    from gan.loop import train_run
+    from tools.evaluation.compare import Arm, Plan, cache_stage, find_run
 
     base, changes, _, _ = ROWS[name]
     spec, arm_options = ARM_SPECS[base]
@@ -101,7 +102,7 @@ def train_row(name: str, args, state: dict, save) -> Path:
     run = find_run(arm, want, plan, entry, print)
     if run is None:
         print(f"[{name}] train: new run in {args.out / 'runs'} ({args.steps} steps, {arm.overrides})")
-        run = train_arm(want)
+        run = train_run(want)
     else:
         print(f"[{name}] train: reusing finished run {run}")
     entry["run_dir"] = str(run.resolve())

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 from bench.d_swaps import parse_runs  # noqa: E402
-from gan.config import CA_ARCHS, GENERATOR_WEIGHTS  # noqa: E402
+from gan.config import GENERATOR_WEIGHTS  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 from tools.evaluation.real_data import ATTRIBUTES  # noqa: E402
 
@@ -74,11 +74,12 @@ def noise_stats(views: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def probe_run(run: Path, attributes: dict[str, dict], args) -> dict:
-    from gan.trainer import load_generator
+    from gan.archs import get_arch
+    from gan.inference import load_generator
     from tools.evaluation.probe import labelled_captions, probe_views
 
     trained, cfg = load_generator(run, args.checkpoint, args.weights)
-    if cfg.arch not in CA_ARCHS:
+    if not get_arch(cfg.arch).has_ca:
         raise UserError(f"{run}: arch {cfg.arch} has no conditioning augmentation; pass a dfgan or stackgan run")
     vectors, named = labelled_captions(cfg.embeddings, attributes, seed=args.seed, max_images=args.images)
     views = ca_views(trained.model, vectors, args.seed)

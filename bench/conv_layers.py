@@ -103,13 +103,13 @@ def main(argv=None) -> int:
     from gan.config import resolve
     from gan.data import read_cache
     from gan.loop import setup_runtime
-    from gan.trainer import build_models
+    from gan.archs import get_arch
 
     data = read_cache(args.embeddings)
     cfg = replace(resolve(dict(embeddings=args.embeddings, arch=args.arch, preset="cpu", batch_size=args.batch_size,
                                ngf=args.ngf, ndf=args.ndf, mixed_precision="off"), False), cache=data.info)
     setup_runtime(cfg)
-    g, d_enc, _, _ = build_models(cfg)
+    g, d_enc, _, _ = get_arch(cfg.arch).build(cfg)
     rows = conv_rows([g, d_enc], args.batch_size)
     for i, row in enumerate(rows):
         attach(row, args.batch_size, i)

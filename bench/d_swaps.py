@@ -103,10 +103,12 @@ class Judge:
 
         from cache.reader import EmbeddingCache
         from gan.run_dir import find_checkpoint, load_config
-        from gan.trainer import build_trainer, float32_policy
+        from gan.archs import get_arch
+        from gan.inference import float32_policy
+        from gan.trainer import build_trainer
 
         self.cfg = load_config(run_dir)
-        if self.cfg.arch == "ta80":
+        if get_arch(self.cfg.arch).reads != "vectors":
             raise UserError(f"{run_dir}: a ta80 run reads raw captions through its own GRU; this bench reads cached "
                             "vectors (dfgan, stackgan)")
         with float32_policy():

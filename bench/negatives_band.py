@@ -98,7 +98,7 @@ def study(args) -> str:
         share = np.bincount(kinds(named[pool[p]], truth[image_of[real[r]]]), minlength=len(KINDS)) / max(len(r), 1)
         lines.append(f"| {lo:.2f}-{hi:.2f} | {len(r)} | " + " | ".join(f"{s:.3f}" for s in share) + " |")
 
-    lines += ["", f"## Inside the band {low:.2f}-{high:.2f}, by centroid margin (`--set hard_neg_margin`)", "",
+    lines += ["", f"## Inside the band {low:.2f}-{high:.2f}, by centroid margin (HardNegatives(margin=m); the option was removed: bench/results/REMOVED_OPTIONS.md)", "",
               "| margin | kept | " + " | ".join(KINDS) + " |", "|---|---:|" + "---:|" * len(KINDS)]
     r, p = np.nonzero(other & (cos >= low) & (cos <= high))
     margins_all = np.concatenate([miner.centroid_margin(pool, image_of[real[k:k + 512]])

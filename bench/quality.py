@@ -139,6 +139,7 @@ def main(argv=None) -> int:
                         f"python tools/make_synthetic_flowers.py --out {args.data} --n 8000 --seed 0")
     from gan.config import parse_set
     from tools.datasets import load_dataset
+    from gan.loop import train_run
     from tools.evaluation.compare import Arm, Plan, run_comparison
 
     # every checkpoint is kept (a cosmetic option: finished runs still match), so bench/ablation.py can read step 2 000
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     # the linear probe is compare_encoders' question; the benchmark measures the GANs only
     arms = [Arm(name, *ARM_SPECS[name], probe=False) for name in chosen]
     plan = Plan(load_dataset(args.data), args.out, train=train, n_per_caption=args.n_per_caption, seed=args.seed,
-                runs=runs)
+                runs=runs, train_run=train_run)
     print(f"quality benchmark: budget {train} per arm; runs in {args.out}")
     state = run_comparison(arms, plan)
     text, records = table(state, chosen)

@@ -176,7 +176,7 @@ def start_server(run: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
     from tools.generation import encode_texts, open_run_cache
     from tools.serve.batcher import BatchPolicy
 

@@ -50,17 +50,19 @@ def repeat(batch):
 
 
 def random_batch(cfg, vocab_size: int):
-    """(uint8 images [B, 64, 64, 3], cond, wrong cond): [B, D] float32, or for ta80 [B, T] int32 word ids."""
+    """(uint8 images [B, 64, 64, 3], cond, wrong cond): [B, D] float32, or for an arch that reads raw text (ta80)
+    [B, T] int32 word ids."""
     import numpy as np
     import tensorflow as tf
 
-    from gan import ta80
+    from gan.archs import get_arch
+    from gan.ta80 import MAX_TOKENS
 
     b, rng = cfg.batch_size, np.random.default_rng(0)
     images = tf.constant(rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8))
-    if cfg.arch == "ta80":
+    if get_arch(cfg.arch).reads == "texts":
         def cond():
-            return tf.constant(rng.integers(2, vocab_size + 2, (b, ta80.MAX_TOKENS), dtype=np.int32))
+            return tf.constant(rng.integers(2, vocab_size + 2, (b, MAX_TOKENS), dtype=np.int32))
     else:
         def cond():
             return tf.constant(rng.standard_normal((b, cfg.cache.dim), dtype=np.float32))

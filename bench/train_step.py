@@ -16,7 +16,6 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   lazy4      MA-GP every 4th step: mean over a cycle of penalty=True once and penalty=False 3×
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
-  modeseek   --set mode_seeking=1: what MSGAN's second G pass over a quarter of the batch costs
   contrast   dfgan with the batch contrastive term toggled (the preset has it on: the row is the step without it)
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
@@ -49,10 +48,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 from bench.step_rows import ChildRow, Row, build_step, random_batch, repeat, step_row  # noqa: E402
+from gan.archs import ARCHS  # noqa: E402  (the registry alone: no TF before the child rows start)
 
 DEFAULT_CACHE = REPO / "cache" / "synthetic-flowers-minilm.h5"
-ARCHS = ("dfgan", "stackgan", "ta80")
-VARIANTS = ("xla", "lazy4", "nogp", "noema", "modeseek", "contrast", "bf16", "intra1-inter2", "intra2-inter1", "onednn-off")
+VARIANTS = ("xla", "lazy4", "nogp", "noema", "contrast", "bf16", "intra1-inter2", "intra2-inter1", "onednn-off")
 CHILD_VARIANTS = {"intra1-inter2": dict(intra=1, inter=2), "intra2-inter1": dict(intra=2, inter=1),
                   "onednn-off": dict(env={"TF_ENABLE_ONEDNN_OPTS": "0"})}
 LAZY_EVERY = 4
@@ -99,6 +98,7 @@ def overrides_of(args, arch: str) -> dict:
 def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
     """Rows of the arch table (in-process ones; child-process rows come from child_rows). Also returns
     {arch: (cfg, trainer, step)} of the plain rows for the pipeline rows and the profile."""
+    from gan.archs import get_arch
     from gan.config import resolve
 
     rows, plain = [], {}
@@ -126,11 +126,7 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             c = replace(cfg, ema=False)
             tr, st = build_step(c, vocab_size)
             rows.append(step_row("arch", arch, "no EMA update", c, tr, st, batches, args.warmup))
-        if "modeseek" in args.variants and cfg.arch != "ta80":
-            c = replace(cfg, mode_seeking=1.0)
-            tr, st = build_step(c, vocab_size)
-            rows.append(step_row("arch", arch, "mode seeking (B/4 G pass)", c, tr, st, batches, args.warmup))
-        if "contrast" in args.variants and cfg.arch == "dfgan":
+        if "contrast" in args.variants and "contrastive" in get_arch(cfg.arch).own_options:
             c = replace(cfg, contrastive=0.0 if cfg.contrastive else 1.0)
             tr, st = build_step(c, vocab_size)
             label = "without the contrastive term" if cfg.contrastive else "with the contrastive term"
@@ -161,14 +157,16 @@ def pipeline_rows(args, plain, data, images, vocab) -> list[Row]:
     """(b)-(d) ((a) is the plain --arch row); (b) shares the plain --arch step, (d) the plain ta80 step when the
     arch table has one."""
     from gan import ta80
+    from gan.archs import get_arch
     from gan.data import BatchSampler, make_dataset
 
     cfg, trainer, step = plain[args.arch]
+    reads_vectors = get_arch(cfg.arch).reads == "vectors"
     image_array, valid, _ = images
     sampler = BatchSampler(data.caption_image, valid, cfg.batch_size, cfg.seed, cfg.caption_mean_k)
     rows = []
     if "b" not in args.skip:
-        conditions = ta80.encode_texts(data.texts, vocab) if cfg.arch == "ta80" else data.vectors
+        conditions = data.vectors if reads_vectors else ta80.encode_texts(data.texts, vocab)
         ds = make_dataset(image_array, conditions, sampler, 0, negatives=_negatives(cfg, data, sampler))
         rows.append(step_row("pipeline", args.arch, "(b) cached pipeline (train_gan.py)", cfg, trainer, step,
                              iter(ds), args.warmup))
@@ -181,13 +179,13 @@ def pipeline_rows(args, plain, data, images, vocab) -> list[Row]:
             ds = make_dataset(image_array, conditions, sampler, 0)
             rows.append(step_row("pipeline", args.arch, "(b0) no hard negatives", cfg, trainer, step, iter(ds),
                                  args.warmup))
-    if "c" not in args.skip and cfg.arch != "ta80":
+    if "c" not in args.skip and reads_vectors:
         rows.append(minilm_row(args, cfg, data, image_array, sampler))
     if "d" not in args.skip:
         if "ta80" in plain:
             ta_cfg, ta_trainer, ta_step = plain["ta80"]
         else:
-            ta_cfg = replace(cfg, arch="ta80", ema=False, hard_negatives=0.0, loss="bce")
+            ta_cfg = replace(cfg, arch="ta80", **ta80.ARCH.preset)
             ta_trainer, ta_step = build_step(ta_cfg, len(vocab))
         ids = ta80.encode_texts(data.texts, vocab)
         ta_sampler = BatchSampler(data.caption_image, valid, ta_cfg.batch_size, ta_cfg.seed)

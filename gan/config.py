@@ -1,9 +1,10 @@
 """The resolved training config: every option with its default, presets, and all option checks in one place.
 
-Precedence: field defaults < preset (cpu | gpu) < explicit options. `config.json` in a run folder is
-`GanConfig.to_dict()`: the options at top level plus two recorded sections, "cache" (what the run was
-trained on: encoder spec and config, dim, fingerprint, ...) and "run" (folder, device, versions, ...).
-Unknown keys are errors everywhere: in overrides, `--set KEY=VALUE` and config.json.
+Precedence: field defaults (the default run's recipe: dfgan's) < preset (cpu | gpu) < the arch's preset
+(gan/archs.py) < explicit options. `config.json` in a run folder is `GanConfig.to_dict()`: `config_version`, the
+options at top level plus two recorded sections, "cache" (what the run was trained on: encoder spec and config,
+dim, fingerprint, ...) and "run" (folder, device, versions, ...). Older versions are migrated when read
+(gan/config_versions.py). Unknown keys are errors everywhere: in overrides, `--set KEY=VALUE` and config.json.
 """
 from __future__ import annotations
 
@@ -12,30 +13,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gan.archs import ARCHS, check_own_options, get_arch
 from tools.errors import UserError
 
-ARCHS = ("dfgan", "stackgan", "ta80")
-CA_ARCHS = ("dfgan", "stackgan")  # archs whose generator takes cached vectors through conditioning augmentation
+CONFIG_VERSION = 2  # config.json's layout; 1: before the key existed (gan/config_versions.py migrates)
 LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
-# dfgan D's 8×8 / 4×4 projection terms: one W for the pooled features, or one per position
+# dfgan D's 4×4 projection term: one W for the pooled features, or one per position
 PROJECTIONS = ("pooled", "spatial")
 MAX_CA_NOISE = 2.0  # largest sampling CA noise scale (ca_noise); 1 is the noise G trained with
-# the recipe each arch is meant to train with; applied after the preset, before explicit options
-ARCH_PRESETS: dict[str, dict[str, Any]] = {
-    # DF-GAN (Tao et al. 2022): hinge + MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4; plus EMA G, DiffAugment and
-    # hard mismatched pairs (DESIGN.md: what D must tell apart is the strongest lever measured); a weaker CA KL term
-    # and D's 4×4 projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps,
-    # before the CA fix); with CA fixed KL 0.5 keeps diversity 0.48x where 0.1 gives 0.38x (ca-probe-2026-12-05.md);
-    # the batch contrastive term takes the petal count 0.44 -> 0.77 and FID 100 -> 40 at 5 000 steps, and sampling
-    # with CA's full noise (ca_noise 1) keeps diversity at 0.55x (bench/results/contrastive-2026-12-05.md)
-    "dfgan": dict(loss="magp", lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, ema=True, diffaug="translation,cutout",
-                  hard_negatives=0.5, kl_weight=0.5, proj4="spatial", contrastive=1.0, ca_noise=1.0),
-    "stackgan": {},
-    "ta80": {},
-}
 PRESETS: dict[str, dict[str, Any]] = {
-    # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (DESIGN.md); 5000 steps ≈ 30 min
+    # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (263 ms: bench/results/ablation-2026-12-02.md); 5000 steps ≈ 30 min
     "cpu": dict(ngf=32, ndf=32, batch_size=64, steps=5000, log_every=50, sample_every=500, ckpt_every=500),
     "gpu": dict(ngf=64, ndf=64, batch_size=128, steps=20000, log_every=100, sample_every=1000, ckpt_every=1000),
 }
@@ -57,17 +45,23 @@ class CacheInfo:
 
 @dataclass
 class GanConfig:
+    """Every option with its default; the defaults are the default run's recipe, DF-GAN's (Tao et al. 2022): hinge +
+    MA-GP, Adam (0.0, 0.9), TTUR 1e-4 / 4e-4, plus EMA G, DiffAugment and hard mismatched pairs (without them FID
+    117 -> 147, 209 and 220 at 2 000 steps: bench/results/ablation-2026-12-02.md); a weaker CA KL term and D's 4×4
+    projection per position (bench/results/count-2026-12-03.md: centre 0.80 -> 0.96 at 5 000 steps, before the CA
+    fix); with CA fixed KL 0.5 keeps diversity 0.48x where 0.1 gives 0.38x (ca-probe-2026-12-05.md); the batch
+    contrastive term takes the petal count 0.44 -> 0.77 and FID 100 -> 40 at 5 000 steps, and sampling with CA's
+    full noise (ca_noise 1) keeps diversity at 0.55x (bench/results/contrastive-2026-12-05.md)."""
+
     # data
     embeddings: str = ""  # embedding cache .h5 (images are found from its images/path)
     caption_mean_k: int = 1  # condition on the mean of k captions of the image (1 = one random caption)
     augment: bool = False  # light augmentation of real images: horizontal flip + small shifts
     shift_px: int = 4  # largest shift in pixels when augment is on
-    hard_negatives: float = 0.0  # share of mismatched captions mined near the real one (0: all random)
+    hard_negatives: float = 0.5  # share of mismatched captions mined near the real one (0: all random)
     hard_neg_low: float = 0.80  # mined mismatched captions have cosine in [low, high] with the real caption
     hard_neg_high: float = 0.95  # (the upper bound keeps out captions that describe the image equally well)
     hard_neg_pool: int = 4096  # random caption pool searched per step
-    hard_neg_margin: float = 0.0  # > 0: a mined caption must be this much closer (cosine) to its own image's caption
-    # centroid than to the real image's, which drops captions that fit both images (false negatives); 0: off
     # model
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
     ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
@@ -75,31 +69,29 @@ class GanConfig:
     z_dim: int = 100  # noise dimension
     c_dim: int = 128  # conditioning-augmentation dimension
     upsample: str = "nearest"  # dfgan: how G's blocks double the resolution: nearest | bilinear
-    proj4: str = "pooled"  # dfgan D: the 4×4 projection term on pooled features, or spatial (weights per position)
-    proj8: str = "pooled"  # dfgan D: the same choice for the 8×8 projection term
-    d_norm: str = "auto"  # discriminator normalisation: auto (none for magp, else batch) | batch | none
+    proj4: str = "spatial"  # dfgan D: the 4×4 projection term per position (weights per position), or pooled
+    d_norm: str = "auto"  # stackgan D's normalisation: auto (none for magp, else batch) | batch | none
     ta80_embed_dim: int = 256  # ta80: word embedding size
     ta80_rnn_dim: int = 128  # ta80: GRU size (= text vector size)
     ta80_dense_dim: int = 128  # ta80: hidden dense size in G and D
-    ema: bool = False  # keep an EMA of G's weights; samples, generate.py and evaluation use it
+    ema: bool = True  # keep an EMA of G's weights; samples, generate.py and evaluation use it
     ema_decay: float = 0.999  # EMA decay (with a (1 + n) / (10 + n) warm-up)
-    diffaug: str = ""  # DiffAugment policy before D: "" | translation | cutout | translation,cutout
+    diffaug: str = "translation,cutout"  # DiffAugment policy before D: "" | translation | cutout | translation,cutout
     diffaug_translation: float = 0.125  # largest shift, as a share of the image size
     diffaug_cutout: float = 0.25  # side of the cut-out square, as a share of the image size
     # loss and optimiser
-    loss: str = "bce"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
-    kl_weight: float = 2.0  # weight of the CA KL term in the generator loss (StackGAN: 2)
-    ca_noise: float = 0.0  # sampling only: c = μ + ca_noise·σ·ε(z) in sample grids, generate.py, evaluation (0: μ)
-    mode_seeking: float = 0.0  # weight λ of the mode-seeking term (MSGAN) on a quarter of the batch; 0: off
-    contrastive: float = 0.0  # dfgan: weight λ of the batch contrastive term on D's projection scores (own caption
+    loss: str = "magp"  # bce | hinge | magp (hinge + DF-GAN matching-aware gradient penalty)
+    kl_weight: float = 0.5  # weight of the CA KL term in the generator loss (StackGAN: 2)
+    ca_noise: float = 1.0  # sampling only: c = μ + ca_noise·σ·ε(z) in sample grids, generate.py, evaluation (0: μ)
+    contrastive: float = 1.0  # dfgan: weight λ of the batch contrastive term on D's projection scores (own caption
     # against the batch's others; D on real images, G on its fakes; gan/dfgan.py pair_scores); 0: off
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
     magp_every: int = 1  # lazy MA-GP: the penalty every k steps with weight ×k (1: every step)
-    lr_g: float = 2e-4  # generator Adam learning rate
-    lr_d: float = 2e-4  # discriminator Adam learning rate
-    beta1: float = 0.5  # Adam β1
-    beta2: float = 0.999  # Adam β2
+    lr_g: float = 1e-4  # generator Adam learning rate
+    lr_d: float = 4e-4  # discriminator Adam learning rate
+    beta1: float = 0.0  # Adam β1
+    beta2: float = 0.9  # Adam β2
     # schedule
     preset: str = "auto"  # auto (gpu if a GPU is visible, else cpu) | cpu | gpu
     batch_size: int = 64  # images per step
@@ -128,7 +120,7 @@ class GanConfig:
         return [f.name for f in dataclasses.fields(GanConfig) if f.name not in ("cache", "run")]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"config_version": CONFIG_VERSION, **dataclasses.asdict(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -136,6 +128,9 @@ class GanConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "GanConfig":
         d = dict(d)
+        if d.pop("config_version", CONFIG_VERSION) != CONFIG_VERSION:  # run folders: gan.config_versions.migrate
+            raise UserError(f"{where}: config_version must be {CONFIG_VERSION} here; read run folders with "
+                            "gan.run_dir.load_config, which migrates older versions")
         _check_keys(d, [f.name for f in dataclasses.fields(cls)], where)
         cache = d.pop("cache", {}) or {}
         _check_keys(cache, [f.name for f in dataclasses.fields(CacheInfo)], f"{where} section 'cache'")
@@ -147,6 +142,11 @@ class GanConfig:
 
 
 def _check_keys(d: dict, allowed: list[str], where: str) -> None:
+    from gan.config_versions import REMOVED_IN_2
+
+    for name in sorted(set(d) & set(REMOVED_IN_2) - set(allowed)):
+        raise UserError(f"{where} {name}: removed after commit {REMOVED_IN_2[name][1]} (measured as no gain: "
+                        f"bench/results/REMOVED_OPTIONS.md); drop it")
     unknown = sorted(set(d) - set(allowed))
     if unknown:
         raise UserError(f"unknown {where} key(s) {', '.join(unknown)}; valid keys: {', '.join(allowed)}")
@@ -186,7 +186,7 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
         preset = "gpu" if gpu_available else "cpu"
     preset_values = {k: v for k, v in PRESETS[preset].items() if k != "steps"}
     arch = overrides.get("arch", GanConfig.arch)
-    arch_values = ARCH_PRESETS.get(arch, {})  # an unknown arch is refused by validate
+    arch_values = get_arch(arch).preset  # an unknown arch: one line listing the choices
     cfg = GanConfig().with_overrides({**preset_values, **arch_values, **overrides, "preset": preset})
     if not (cfg.steps or cfg.epochs or cfg.minutes):
         cfg = dataclasses.replace(cfg, steps=PRESETS[preset]["steps"])
@@ -243,22 +243,18 @@ def validate(cfg: GanConfig) -> None:
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
-    # dfgan's choices; first: the default
-    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJECTIONS), ("proj8", PROJECTIONS)):
+    for name, allowed in (("upsample", UPSAMPLING), ("proj4", PROJECTIONS)):  # dfgan's choices
         v = getattr(cfg, name)
         if v not in allowed:
             raise UserError(f"--set {name}={v!r}: choose one of {', '.join(allowed)}")
-        if v != allowed[0] and cfg.arch != "dfgan":
-            raise UserError(f"--set {name}={v}: only --arch dfgan has this option ({cfg.arch} has one way); "
-                            "drop it or use --arch dfgan")
+    check_own_options(cfg)  # another arch's option set on this one
     choice("mixed_precision", ("auto", "on", "bf16", "off"))
     choice("strategy", ("auto", "none", "mirrored", "multiworker"))
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",
                  "ckpt_every", "keep_checkpoints", "num_sample_captions", "num_sample_z", "lr_g", "lr_d",
                  "ta80_embed_dim", "ta80_rnn_dim", "ta80_dense_dim", "magp_power", "magp_every", "hard_neg_pool"):
         positive(name)
-    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed", "mode_seeking",
-                 "contrastive"):
+    for name in ("steps", "epochs", "minutes", "kl_weight", "magp_weight", "shift_px", "seed", "contrastive"):
         positive(name, strict=False)
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "steps", "seed", "shift_px",
                  "magp_every", "hard_neg_pool"):
@@ -274,11 +270,7 @@ def validate(cfg: GanConfig) -> None:
         raise UserError(f"--set shift_px={cfg.shift_px}: must be < 16 (a light shift of a 64 px image)")
     _validate_recipe(cfg)
     check_ca_noise(cfg.ca_noise, "--set ca_noise=")
-    if cfg.contrastive and cfg.arch != "dfgan":
-        raise UserError(f"--set contrastive={cfg.contrastive}: only --arch dfgan has the projection terms it scores "
-                        f"pairs with ({cfg.arch} has none); drop it or use --arch dfgan")
-    if cfg.arch == "ta80" and cfg.caption_mean_k != 1:
-        raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
+    get_arch(cfg.arch).check(cfg)
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
 
@@ -305,16 +297,4 @@ def _validate_recipe(cfg: GanConfig) -> None:
     if not -1 <= cfg.hard_neg_low < cfg.hard_neg_high <= 1:
         raise UserError(f"--set hard_neg_low={cfg.hard_neg_low} hard_neg_high={cfg.hard_neg_high}: need "
                         f"-1 <= low < high <= 1 (a cosine band)")
-    if not 0 <= cfg.hard_neg_margin < 2:
-        raise UserError(f"--set hard_neg_margin={cfg.hard_neg_margin}: must be in [0, 2) (a difference of two "
-                        f"cosines; 0 turns the centroid check off)")
-    if cfg.arch == "ta80" and (cfg.ema or cfg.hard_negatives):
-        raise UserError("--arch ta80 trains its own text encoder on raw captions: EMA and hard negatives are for "
-                        "the cached-vector archs (dfgan, stackgan); drop --set ema / hard_negatives")
 
-
-def d_norm(cfg: GanConfig) -> str:
-    """The discriminator normalisation in effect: gradient penalties want per-sample D (no batch norm)."""
-    if cfg.d_norm != "auto":
-        return cfg.d_norm
-    return "none" if cfg.loss == "magp" else "batch"

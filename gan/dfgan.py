@@ -20,9 +20,9 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
          The flower is centred ± 4 px (± 12 px after DiffAugment's shift, under one f4 cell). The preset's
          default: at 5 000 steps centre colour 0.87 -> 0.96 and diversity 0.45x -> 0.53x over pooled; D reads
          the count word better, G's count did not follow (bench/results/count-2026-12-03.md; measured before the
-         CA fix of 2026-12-05, like the proj8 numbers below).
-       proj8="spatial": the same per position at 8×8 (64 W8s). Measured worse, so off by default: at 5 000 steps
-         count 0.42 and FID 151, against 0.48-0.49 and 112-120 without it (bench/results/ca-noise-2026-12-04.md).
+         CA fix of 2026-12-05).
+       The 8×8 term is always pooled: per position it measured worse (count 0.42 and FID 151 against 0.48-0.49
+         and 112-120 at 5 000 steps, bench/results/ca-noise-2026-12-04.md; removed, bench/results/REMOVED_OPTIONS.md).
 
     Batch contrastive term (contrastive=λ, the dfgan preset's λ = 1; after XMC-GAN, Zhang et al. 2021, with D's own projection
     as the image-text score): S[i, j] = the projection terms for image i and caption j of the batch (pair_scores);
@@ -33,15 +33,16 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
     with CA's full noise (ca_noise 1) (bench/results/contrastive-2026-12-05.md).
 
 G has the same inputs and outputs as the stackgan generator, so GanTrainer, sampling and load_generator treat
-both alike.
+both alike. Its recipe is GanConfig's defaults (gan/config.py); ARCH below declares it to gan/archs.py.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
 
+from gan.archs import Architecture
 from gan.conditioning import ConditioningAugmentation
-from gan.config import PROJECTIONS
+from gan.config import PROJECTIONS, UPSAMPLING
 
 IMAGE_SIZE = 64
 
@@ -142,13 +143,11 @@ def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same",
                          dtype=dtype)
 
 
-def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled",
-                        proj8: str = "pooled"):
+def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled"):
     """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
-    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4, proj8: one of PROJECTIONS each."""
-    for name, v in (("proj4", proj4), ("proj8", proj8)):
-        if v not in PROJECTIONS:
-            raise ValueError(f"{name}={v!r}: expected one of {', '.join(PROJECTIONS)}")
+    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4: one of PROJECTIONS."""
+    if proj4 not in PROJECTIONS:
+        raise ValueError(f"proj4={proj4!r}: expected one of {', '.join(PROJECTIONS)}")
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
     h, feats = image, []
     for i, ch in enumerate((ndf, 2 * ndf, 4 * ndf, 8 * ndf)):  # 32, 16, 8, 4 px
@@ -169,7 +168,7 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj
     logit = layers.Reshape((), dtype="float32", name="flat")(h)  # [B]
     # projection terms: <pooled features, W·t> at 8×8 and 4×4 (each optionally per position)
     terms = [logit]
-    for name, f, ch, how in (("proj8", f8, 4 * ndf, proj8), ("proj4", f4, 8 * ndf, proj4)):
+    for name, f, ch, how in (("proj8", f8, 4 * ndf, "pooled"), ("proj4", f4, 8 * ndf, proj4)):
         if how == "spatial":
             positions = f.shape[1] * f.shape[2]
             phi = layers.Rescaling(1.0 / positions, name=f"{name}_mean")(layers.Flatten(name=f"{name}_flat_f")(f))
@@ -199,3 +198,25 @@ def pair_scores(head: keras.Model, f8, f4, text):
         wt = head.get_layer(f"{name}_w")(text)  # [B, K]
         total = total + ops.matmul(ops.cast(phi, "float32"), ops.transpose(ops.cast(wt, "float32")))
     return total
+
+
+class DfGan(Architecture):
+    name = "dfgan"
+    preset = {}  # GanConfig's defaults are this architecture's recipe (gan/config.py says where each was measured)
+    own_options = {
+        "upsample": (UPSAMPLING[0], "this option ({arch} has one way)"),
+        "proj4": (PROJECTIONS[0], "this option ({arch} has one way)"),
+        "contrastive": (0.0, "the projection terms it scores pairs with ({arch} has none)"),
+    }
+
+    def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
+        g = build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample)
+        if generator_only:
+            return g
+        return (g, *build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4), None)
+
+    def d_text_scale(self, cfg) -> float:
+        return text_scale(cfg.cache.dim)
+
+
+ARCH = DfGan()

@@ -142,16 +142,14 @@ class StepFlops:
     g: int  # forward FLOPs per sample: generator
     d_encoder: int  # D encoder
     d_head: int  # D head
-    text: int  # ta80's GRU text encoder (0 for the cached-vector archs)
+    text: int  # the text encoder of an arch that reads raw text (ta80's GRU; 0 for the cached-vector archs)
     penalty: bool  # whether the MA-GP term is included
-    mode_seeking_rows: int = 0  # rows G runs a second time for the mode-seeking term (B/4 when on)
 
     @property
     def forward(self) -> int:
-        """G once (plus its mode-seeking rows); text encoder on the real and the wrong caption; D encoder on real
+        """G once; text encoder on the real and the wrong caption; D encoder on real
         and fake; head on real, wrong and fake (the real features serve the real and the wrong pair)."""
-        return (self.batch * (self.g + 2 * self.text + 2 * self.d_encoder + 3 * self.d_head)
-                + self.mode_seeking_rows * self.g)
+        return self.batch * (self.g + 2 * self.text + 2 * self.d_encoder + 3 * self.d_head)
 
     @property
     def backward(self) -> int:
@@ -180,8 +178,7 @@ def train_step_flops(trainer, batch: int, penalty: bool = True) -> StepFlops:
     text = model_flops(trainer.text_encoder).matmul if trainer.text_encoder is not None else 0
     return StepFlops(batch=batch, g=model_flops(trainer.generator).matmul,
                      d_encoder=model_flops(trainer.d_encoder).matmul, d_head=model_flops(trainer.d_head).matmul,
-                     text=text, penalty=bool(penalty and trainer.loss_name == "magp"),
-                     mode_seeking_rows=max(batch // 4, 1) if trainer.mode_seeking else 0)
+                     text=text, penalty=bool(penalty and trainer.loss_name == "magp"))
 
 
 # ---------------------------------------------------------------------------------------------- peak

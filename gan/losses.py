@@ -113,19 +113,6 @@ def kl_divergence(mu, logvar):
     return tf.reduce_mean(0.5 * (tf.square(mu) + tf.exp(logvar) - 1.0 - logvar))
 
 
-# ------------------------------------------------------------------------------------- mode seeking
-def mode_seeking_loss(images_a, images_b, noise_a, noise_b, eps=1e-5):
-    """Mode-seeking regulariser (Mao et al. CVPR 2019, "Mode Seeking GANs", eq. 3): two draws of the noise for
-    the same captions should give images at least as far apart as the draws are,
-
-        ratio = mean|G(t, n₁) − G(t, n₂)| / mean|n₁ − n₂|,   L_ms = 1 / (ratio + ε)
-
-    (MSGAN's form; G minimises λ·L_ms). images [K, H, W, 3], noise [K, N] (z and CA ε together)."""
-    ratio = _mean(tf.abs(tf.cast(images_a, tf.float32) - tf.cast(images_b, tf.float32))) / _mean(
-        tf.abs(tf.cast(noise_a, tf.float32) - tf.cast(noise_b, tf.float32)))
-    return 1.0 / (ratio + eps)
-
-
 LOSS_FAMILIES = {
     "bce": (bce_generator_loss, bce_discriminator_loss),
     "hinge": (hinge_generator_loss, hinge_discriminator_loss),

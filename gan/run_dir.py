@@ -1,14 +1,14 @@
 """Numbered run folders (stylegan2-ada style), the run log, config.json, checkpoints lookup, sample grids.
 
     runs/00003-synthetic-flowers-minilm/
-        config.json              resolved options + "cache" (encoder, encoder_config, dim, fingerprint, path, ...)
+        config.json              config_version, resolved options + "cache" (encoder, encoder_config, dim, fingerprint, path, ...)
                                  + "run" (folder, device, mixed precision, versions, created)
         train.log                the same lines as the console
         samples_captions.json    the fixed captions (rows of every sample grid: first caption of the first images)
         samples/step_000500.png  grid: one row per fixed caption, one column per fixed z
         checkpoints/ckpt-500.*   tf.train.Checkpoint (G, D, optimizers, RNG, step); last few kept
         tb/                      TensorBoard scalars (d, g, kl, ms/step) and sample grids
-        vocab.json               (--arch ta80 only) the word vocabulary, id = index + 2
+        vocab.json               (archs that read raw text: ta80) the word vocabulary, id = index + 2
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from tools.errors import UserError
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
+
+
+class TrainingDiverged(UserError):
+    """A non-finite loss or weight: training stopped, the last good checkpoint of the run folder is kept."""
 
 
 def slug(text: str) -> str:
@@ -48,7 +52,9 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
 
 def run_name(cfg: GanConfig) -> str:
     name = f"{slug(cfg.cache.dataset_name or 'data')}-{slug(cfg.cache.encoder)}"
-    return name + ("-ta80" if cfg.arch == "ta80" else "")
+    from gan.archs import get_arch
+
+    return name + get_arch(cfg.arch).run_suffix
 
 
 def save_config(run_dir: Path, cfg: GanConfig) -> None:
@@ -65,7 +71,9 @@ def load_config(run_dir: str | Path) -> GanConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
-    return GanConfig.from_dict(data, where=str(path))
+    from gan.config_versions import migrate
+
+    return GanConfig.from_dict(migrate(data, str(path)), where=str(path))
 
 
 def find_checkpoint(run_dir: str | Path, checkpoint=None) -> str:

@@ -1,4 +1,4 @@
-"""StackGAN stage-I grade generator and matching-aware discriminator at 64×64 (Zhang et al. 2017).
+"""`--arch stackgan`: StackGAN stage-I grade generator and matching-aware discriminator at 64×64 (Zhang et al. 2017).
 
     G: text [B, D], z [B, Z], ε [B, C] -> CA -> [c, z] -> dense 4×4×8ngf -> (upsample ×2, conv 3×3, BN, ReLU) ×4
        -> conv 3×3 -> tanh                       => image [B, 64, 64, 3] float32 in [-1, 1], μ, log σ² [B, C]
@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from gan.archs import Architecture
 from gan.conditioning import ConditioningAugmentation
 
 IMAGE_SIZE = 64
@@ -78,3 +79,27 @@ def build_discriminator(text_dim: int, ndf: int = 64, norm: str = "batch", text_
     logit = layers.Reshape((), dtype="float32", name="flat")(h)  # [B, 1, 1, 1] -> [B]
     head = keras.Model([feat, text], logit, name="d_head")
     return encoder, head
+
+
+def d_norm(cfg) -> str:
+    """The discriminator normalisation in effect: gradient penalties want per-sample D (no batch norm)."""
+    if cfg.d_norm != "auto":
+        return cfg.d_norm
+    return "none" if cfg.loss == "magp" else "batch"
+
+
+class StackGan(Architecture):
+    name = "stackgan"
+    # StackGAN's recipe: BCE, Adam 2e-4 (0.5, 0.999), KL 2, no EMA / DiffAugment / hard negatives; CA's mean at
+    # sampling. The GanConfig defaults are dfgan's, so every one of them is stated here.
+    preset = dict(loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, ema=False, diffaug="",
+                  hard_negatives=0.0, kl_weight=2.0, proj4="pooled", contrastive=0.0, ca_noise=0.0)
+
+    def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
+        g = build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf)
+        if generator_only:
+            return g
+        return (g, *build_discriminator(cfg.cache.dim, cfg.ndf, d_norm(cfg)), None)
+
+
+ARCH = StackGan()

@@ -13,12 +13,16 @@ MLPs on the flattened 64×64×3 image:
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Sequence
 
 import keras
 import numpy as np
 from keras import layers
+
+from gan.archs import Architecture
+from tools.errors import UserError
 
 MAX_TOKENS = 20
 PAD, UNK = 0, 1
@@ -83,3 +87,44 @@ def build_discriminator(text_dim: int = 128, dense_dim: int = 128):
     logit = layers.Reshape((), dtype="float32")(logit)  # [B]
     head = keras.Model([feat, text], logit, name="ta80_d_head")
     return encoder, head
+
+
+class Ta80(Architecture):
+    name = "ta80"
+    reads, has_ca, run_suffix = "texts", False, "-ta80"
+    # the course notebook's recipe (StackGAN's optimiser settings; the CA and dfgan options do not apply)
+    preset = dict(loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, ema=False, diffaug="",
+                  hard_negatives=0.0, kl_weight=2.0, proj4="pooled", contrastive=0.0, ca_noise=0.0)
+
+    def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
+        text = build_text_encoder(vocab_size, cfg.ta80_embed_dim, cfg.ta80_rnn_dim)
+        g = build_generator(cfg.ta80_rnn_dim, cfg.z_dim, cfg.ta80_dense_dim)
+        if generator_only:
+            return g
+        return (g, *build_discriminator(cfg.ta80_rnn_dim, cfg.ta80_dense_dim), text)
+
+    def check(self, cfg) -> None:
+        if cfg.ema or cfg.hard_negatives:
+            raise UserError("--arch ta80 trains its own text encoder on raw captions: EMA and hard negatives are for "
+                            "the cached-vector archs (dfgan, stackgan); drop --set ema / hard_negatives")
+        if cfg.caption_mean_k != 1:
+            raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch ta80 reads one raw caption; use 1")
+
+    def conditions(self, cfg, data, run_dir, resuming: bool):
+        """[N, T] int32 word ids and the vocabulary, written to run_dir/vocab.json (read back when resuming)."""
+        path = run_dir / "vocab.json"
+        if resuming and path.exists():
+            vocab = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            vocab = build_vocab(data.texts)
+            path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        return encode_texts(data.texts, vocab), vocab
+
+    def sampling_vocab(self, run_dir):
+        return json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))
+
+    def encode(self, texts, vocab):
+        return encode_texts(list(texts), vocab)
+
+
+ARCH = Ta80()

@@ -23,9 +23,9 @@ def test_noise_stats_golden():
 def test_views_are_what_the_generator_computes(arch):
     import keras
 
-    from gan import dfgan, models
+    from gan import dfgan, stackgan
 
-    build = {"stackgan": models.build_generator, "dfgan": dfgan.build_generator}[arch]
+    build = {"stackgan": stackgan.build_generator, "dfgan": dfgan.build_generator}[arch]
     keras.utils.set_random_seed(0)
     g = build(text_dim=16, z_dim=8, c_dim=4, ngf=8)
     vectors = np.random.default_rng(1).standard_normal((5, 16)).astype(np.float32)

@@ -245,7 +245,7 @@ def test_replicas_draw_distinct_slices_of_the_one_device_noise(phase_one):
 
 
 def test_a_mirrored_run_loads_like_any_other(phase_one):
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
 
     runs = phase_one[0][ARCHS[0]]
     gen_two, cfg = load_generator(runs["mirrored"])

@@ -103,7 +103,7 @@ def test_resume_reaches_the_same_weights(work, full_run):
 
 def test_load_generator_reproduces_the_sample_grid(full_run):
     from gan.data import read_cache
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
 
     run, _ = full_run
     gen, cfg = load_generator(run)

@@ -94,7 +94,7 @@ def test_seed_makes_output_reproducible_and_n_per_caption_names_files(run, tmp_p
 
 
 def test_grid_rows_are_captions_and_columns_share_noise(run, tmp_path):
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
 
     run_dir, _ = run
     texts = ["a red flower with a black center", "this flower has eight pointed white petals",
@@ -139,7 +139,7 @@ def test_run_whose_encoder_is_unavailable_is_refused(tmp_path):
 
 
 def test_ca_noise_option_draws_with_that_scale_and_refuses_out_of_range(run, tmp_path):
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
 
     run_dir, _ = run
     text = "a red flower with a black center"
@@ -154,3 +154,30 @@ def test_ca_noise_option_draws_with_that_scale_and_refuses_out_of_range(run, tmp
     with pytest.raises(UserError, match=r"^--ca-noise 2.5: must be in \[0, 2\]"):
         gen(run_dir, tmp_path / "far", "--text", text, "--ca-noise", 2.5)
     assert not (tmp_path / "far").exists()
+
+
+def test_sampling_imports_no_training_code():
+    """generate.py, the web server, evaluation and tools/generation.py draw images through gan.inference: importing
+    them and sampling a run folder loads neither GanTrainer (gan.trainer) nor the training loop (gan.loop, gan.hooks)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = """
+import importlib, pkgutil, sys
+import numpy as np
+import generate, tools.generation, tools.evaluate, tools.evaluation, tools.serve
+for pkg in (tools.evaluation, tools.serve):
+    for m in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{m.name}")
+from gan.inference import load_generator
+gen, cfg = load_generator("tests/data/runs/v2-dfgan")
+images = gen(np.zeros((1, cfg.cache.dim), np.float32))
+print(images.shape, sorted(m for m in sys.modules if m in ("gan.trainer", "gan.loop", "gan.hooks")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "(1, 64, 64, 3) []"

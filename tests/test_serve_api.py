@@ -133,7 +133,7 @@ def test_server_binds_loopback_and_reports_the_run(server):
 
 
 def test_images_are_the_generators_own_and_cached_captions_reuse_their_vectors(server):
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
     from tools.generation import encode_texts, open_run_cache, sample_z
 
     gen, cfg = load_generator(server["run"])

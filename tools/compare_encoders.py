@@ -97,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_per_caption < 1 or args.probe_images < 2:
         raise UserError("--n-per-caption must be >= 1 and --probe-images >= 2")
     from tools.datasets import dataset_from_args
+    from gan.loop import train_run
     from tools.evaluation.compare import Arm, Plan, run_comparison
 
     dataset = dataset_from_args(args)
     out = args.out or Path("runs") / f"compare-{dataset.name}"
     plan = Plan(dataset, out, train=train_options(args), n_per_caption=args.n_per_caption, seed=args.seed,
-                cache_dir=args.cache_dir, probe_images=args.probe_images)
+                cache_dir=args.cache_dir, probe_images=args.probe_images, train_run=train_run)
     print(f"comparing {len(specs)} encoders on {dataset.name} ({dataset.num_images} images, "
           f"{dataset.num_captions} captions) -> {out}")
     state = run_comparison([Arm(s, s) for s in specs], plan)

@@ -95,11 +95,11 @@ class GenerationRequest:
     ids: list[str]  # [N] safe caption ids (tools.text_sources.check_ids)
     texts: list[str]  # [N]
     checkpoint: str | int | None = None  # None: latest
-    weights: str = "auto"  # one of gan.config.GENERATOR_WEIGHTS (gan.trainer.load_generator)
+    weights: str = "auto"  # one of gan.config.GENERATOR_WEIGHTS (gan.inference.load_generator)
     n_per_caption: int = 1  # images per caption, each with its own z
     seed: int = 0
     truncation: float | None = None
-    ca_noise: float | None = None  # CA noise scale of sampling (gan.trainer.load_generator); None: the run's
+    ca_noise: float | None = None  # CA noise scale of sampling (gan.inference.load_generator); None: the run's
     fmt: str = "jpg"  # jpg | png
     grid: bool = False  # also write grid.png: grid_ids × grid_noise
     grid_ids: list[str] | None = None  # caption ids for the grid rows (default: the first 5)
@@ -127,7 +127,8 @@ class GenerationReport:
 
 
 def _conditions(gen, cfg, cache, texts: list[str]) -> tuple[object, EncodedTexts]:
-    """What the generator is conditioned on: raw texts for ta80 (its GRU is part of the run), else vectors."""
+    """What the generator is conditioned on: raw texts for an arch that reads them (ta80: its GRU is part of the
+    run), else vectors."""
     if gen.needs == "texts":
         return list(texts), EncodedTexts(np.zeros((len(texts), 0), np.float32), 0, 0)
     enc = encode_texts(cfg, cache, texts)
@@ -148,7 +149,7 @@ def generate(req: GenerationRequest) -> GenerationReport:
     """Encode req.texts with the run's encoder, draw req.n_per_caption images each, write them (and the grid)."""
     from tqdm import tqdm
 
-    from gan.trainer import load_generator
+    from gan.inference import load_generator
     from tools.grids import caption_grid
 
     t0 = time.perf_counter()

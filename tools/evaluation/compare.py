@@ -8,7 +8,8 @@
 An arm is an encoder spec plus GAN options of its own (`Arm("ta80", "minilm", {"arch": "ta80"})`); every arm
 shares the plan's budget and seed. State lives in OUT/comparison.json, written after each stage: a re-run reuses
 a finished run whose options match (OUT/runs/ is searched too) and metrics measured with the same settings.
-Users of this module: tools/compare_encoders.py (tables, chart) and bench/quality.py.
+Users of this module: tools/compare_encoders.py (tables, chart) and bench/quality.py. They pass the training
+function (Plan.train_run = gan.loop.train_run): this module imports no training code.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class Arm:
     name: str  # label in tables and comparison.json, e.g. "minilm", "ta80"
     spec: str  # encoder spec of the cache its run trains on
     overrides: dict = field(default_factory=dict)  # GAN options of this arm only, e.g. {"arch": "ta80"}
-    probe: bool = True  # run the linear probe (meaningless for ta80, whose text encoder trains in the loop)
+    probe: bool = True  # run the linear probe (meaningless for an arch that trains its own text encoder: ta80)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Plan:
     cache_dir: Path | None = None  # embedding caches (default cache/)
     runs: dict = field(default_factory=dict)  # arm name -> a finished run folder to use instead of training
     probe_images: int = PROBE_IMAGES
+    train_run: Callable | None = None  # GanConfig -> run folder: gan.loop.train_run (None: only reuse finished runs)
 
 
 def want_config(cache_path: Path, train: dict, arm: Arm, run_parent: Path):
@@ -107,16 +110,6 @@ def find_run(arm: Arm, want, plan: Plan, entry: dict, log) -> Path | None:
     if entry.get("run_dir"):
         log(f"recorded run {entry['run_dir']} no longer matches or is gone: training a new one")
     return None
-
-
-def train_arm(want) -> Path:
-    """Train one run from its resolved config; returns its run folder."""
-    import keras
-
-    from gan.loop import train
-
-    keras.backend.clear_session()  # the previous arm's models
-    return Path(train(want).run_dir)
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -197,7 +190,7 @@ def run_comparison(arms: list[Arm], plan: Plan, log=print) -> dict:
 
 
 def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save) -> None:
-    from gan.loop import TrainingDiverged
+    from gan.run_dir import TrainingDiverged
 
     want = cache_stage(arm, plan, entry, say)
     save()
@@ -209,9 +202,11 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
     entry.pop("error", None)
     run = find_run(arm, want, plan, entry, say)
     if run is None:
+        if plan.train_run is None:
+            raise UserError(f"arm {arm.name}: no finished run matches and the plan trains none (Plan.train_run)")
         say(f"train: new run in {plan.out / 'runs'} ({_budget(want)})")
         try:
-            run = train_arm(want)
+            run = plan.train_run(want)
         except TrainingDiverged as e:  # the other arms still run; a re-run retries this one
             entry.update(error=f"training diverged: {e}", run_dir=None, metrics=None)
             save()

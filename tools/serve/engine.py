@@ -48,7 +48,7 @@ class Engine:
 
     @classmethod
     def load(cls, run_dir, checkpoint=None) -> "Engine":
-        from gan.trainer import load_generator
+        from gan.inference import load_generator
         from tools.generation import open_run_cache
 
         run_dir = Path(run_dir)
