@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -206,7 +207,8 @@ def _decode_pool(opt: FetchOptions):
     import multiprocessing
 
     return ProcessPoolExecutor(max_workers=opt.decode_processes or os.cpu_count() or 1,
-                               mp_context=multiprocessing.get_context("spawn"))
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))  # Ctrl-C: ours
 
 
 class Progress:
