@@ -124,6 +124,15 @@ def client_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds of another process so far (/proc/PID/stat utime + stime; 0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_line() -> str:
     from bench.machine import describe
 
@@ -161,16 +170,19 @@ def main() -> None:
             urls = [f"{base}/{next_id + i}.jpg" for i in range(n)]
             next_id += n
             out = Path(tmp) / f"{k}-{mode}-{c}"
-            cpu0, t0 = client_cpu(), time.perf_counter()
+            cpu0, server0, t0 = client_cpu(), process_cpu(server.pid), time.perf_counter()
             got, listed = (sequential(urls, out), n) if mode == "sequential" else fetcher(urls, out, c)
             seconds, cpu = time.perf_counter() - t0, client_cpu() - cpu0
-            rows.append((mode, c, n, seconds, n / seconds, n - min(got, listed), cpu / n * 1e3))
+            server_cpu = process_cpu(server.pid) - server0
+            rows.append((mode, c, n, seconds, n / seconds, n - min(got, listed), cpu / n * 1e3, server_cpu / n * 1e3))
     server.terminate()
     seq = np.mean([r[4] for r in rows if r[0] == "sequential"])
-    print(f"\n| run | connections | images | seconds | images/s | x sequential | lost | client CPU ms/image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for mode, c, n, seconds, rate, lost, cpu in rows:
-        print(f"| {mode} | {c} | {n} | {seconds:.2f} | {rate:.1f} | {rate / seq:.2f}x | {lost} | {cpu:.2f} |")
+    print("\n| run | connections | images | seconds | images/s | x sequential | lost | client CPU ms/image "
+          "| server CPU ms/image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, c, n, seconds, rate, lost, cpu, server_cpu in rows:
+        print(f"| {mode} | {c} | {n} | {seconds:.2f} | {rate:.1f} | {rate / seq:.2f}x | {lost} | {cpu:.2f} "
+              f"| {server_cpu:.2f} |")
     decode_ms, encode_ms = cpu_per_image(repeats=5)
     print(f"\nsequential baseline: {seq:.1f} images/s (mean of the first and last run)")
     print(f"CPU per image, one thread: decode + resize 640x480 JPEG -> 64 px {decode_ms:.2f} ms; PNG encode "
@@ -180,6 +192,11 @@ def main() -> None:
         verdict = "met" if best[4] / seq >= 20 and best[5] == 0 else "NOT met"
         print(f"target (>= 20x sequential at 32 connections, zero lost): {best[4] / seq:.1f}x, "
               f"{best[5]} lost -> {verdict}")
+        cores = os.cpu_count() or 1
+        share = best[4] * (best[6] + best[7]) / 1e3
+        print(f"at 32 connections client + server used {share:.2f} of {cores} cores; CPU-bound ceiling with all "
+              f"{cores} cores to themselves: {cores * 1e3 / (best[6] + best[7]):.0f} images/s "
+              f"({cores * 1e3 / (best[6] + best[7]) / seq:.0f}x; an estimate, not a measurement)")
 
 
 if __name__ == "__main__":
