@@ -124,7 +124,8 @@ class BatchSampler:
 def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, negatives=None):
     """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]).
 
-    `conditions` is [N, D] vectors (averaged over the k captions, float32) or [N, T] int32 word ids (ta80).
+    `conditions` is [N, D] vectors (averaged over the k captions, float32) or [N, T] int32 word ids (an arch that
+    reads raw text, gan/archs.py).
     `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
     """
     is_ids = conditions.dtype.kind in "iu"
