@@ -6,8 +6,9 @@
 A local HTTP/1.1 server (a separate process, aiohttp.web, keep-alive) answers every request for a 640x480
 JPEG after waiting --latency seconds, as a distant server would. Each level fetches its own fresh
 URLs into a fresh folder: the sequential loop (requests.Session; GET, decode + resize to 64 px, save PNG,
-one image after another; the same PNG settings) runs first and last and its mean is the baseline; between them the fetcher runs at
-each connection count (per-host bound = connections, all URLs on one host). Every level must lose no image:
+one image after another; the same PNG settings) runs first, then the fetcher at
+each connection count (per-host bound = connections, all URLs on one host); --rounds times, and each round's
+ratio is taken against its own sequential run, medians reported. Every level must lose no image:
 the report's fetched count and the manifest's rows are checked against the URLs. Last, the CPU time per image
 of decode + resize (tools/images.decode_bytes) and of the PNG encode, in this process, one thread.
 Target: the fetcher at 32 connections >= 20x the sequential loop, with zero lost images.
@@ -148,6 +149,9 @@ def main() -> None:
     p.add_argument("--connections", default="1,8,32", help="fetcher connection counts (default 1,8,32)")
     p.add_argument("--per-level", type=int, default=40,
                    help="images per connection at each level, at least --min-images (default 40: 1280 at 32)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of all levels (default 3); medians are reported, each round's ratio against its own "
+                        "sequential run (a shared machine's load drifts within minutes)")
     p.add_argument("--min-images", type=int, default=100,
                    help="images of the smallest levels (default 100: the fetcher's start of its decode processes "
                         "is part of its time, and should not be most of it)")
@@ -161,43 +165,64 @@ def main() -> None:
     print(f"machine: {machine_line()}")
     print(f"server: loopback, {args.latency * 1e3:.0f} ms per request, 640x480 JPEG "
           f"({np.mean([len(photo_like(i)) for i in range(4)]) / 1e3:.0f} kB), keep-alive; images saved at 64 px")
-    next_id = 0
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = [("sequential", 1)] + [("fetcher", c) for c in levels] + [("sequential", 1)]
-        for k, (mode, c) in enumerate(plan):
-            n = max(args.per_level * c, args.min_images)
-            urls = [f"{base}/{next_id + i}.jpg" for i in range(n)]
-            next_id += n
-            out = Path(tmp) / f"{k}-{mode}-{c}"
-            cpu0, server0, t0 = client_cpu(), process_cpu(server.pid), time.perf_counter()
-            got, listed = (sequential(urls, out), n) if mode == "sequential" else fetcher(urls, out, c)
-            seconds, cpu = time.perf_counter() - t0, client_cpu() - cpu0
-            server_cpu = process_cpu(server.pid) - server0
-            rows.append((mode, c, n, seconds, n / seconds, n - min(got, listed), cpu / n * 1e3, server_cpu / n * 1e3))
+    rows = run_rounds(base, server.pid, levels, args)
     server.terminate()
-    seq = np.mean([r[4] for r in rows if r[0] == "sequential"])
-    print("\n| run | connections | images | seconds | images/s | x sequential | lost | client CPU ms/image "
-          "| server CPU ms/image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for mode, c, n, seconds, rate, lost, cpu, server_cpu in rows:
-        print(f"| {mode} | {c} | {n} | {seconds:.2f} | {rate:.1f} | {rate / seq:.2f}x | {lost} | {cpu:.2f} "
-              f"| {server_cpu:.2f} |")
-    decode_ms, encode_ms = cpu_per_image(repeats=5)
-    print(f"\nsequential baseline: {seq:.1f} images/s (mean of the first and last run)")
-    print(f"CPU per image, one thread: decode + resize 640x480 JPEG -> 64 px {decode_ms:.2f} ms; PNG encode "
-          f"{encode_ms:.2f} ms")
-    best = max((r for r in rows if r[0] == "fetcher" and r[1] == 32), key=lambda r: r[4], default=None)
-    if best is not None:
-        verdict = "met" if best[4] / seq >= 20 and best[5] == 0 else "NOT met"
-        print(f"target (>= 20x sequential at 32 connections, zero lost): {best[4] / seq:.1f}x, "
-              f"{best[5]} lost -> {verdict}")
-        cores = os.cpu_count() or 1
-        share = best[4] * (best[6] + best[7]) / 1e3
-        print(f"at 32 connections client + server used {share:.2f} of {cores} cores; CPU-bound ceiling with all "
-              f"{cores} cores to themselves: {cores * 1e3 / (best[6] + best[7]):.0f} images/s "
-              f"({cores * 1e3 / (best[6] + best[7]) / seq:.0f}x; an estimate, not a measurement)")
+    report(rows, levels, args.rounds)
 
+
+def run_rounds(base: str, server_pid: int, levels: list[int], args) -> list[tuple]:
+    """Each round: the sequential loop, then the fetcher at each level, on fresh URLs and folders.
+
+    Rows: (round, mode, connections, images, seconds, images/s, lost, client CPU ms/img, server CPU ms/img).
+    """
+    next_id, rows = 0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for mode, c in [("sequential", 1)] + [("fetcher", c) for c in levels]:
+                n = max(args.per_level * c, args.min_images)
+                urls = [f"{base}/{next_id + i}.jpg" for i in range(n)]
+                next_id += n
+                out = Path(tmp) / f"{r}-{mode}-{c}"
+                cpu0, server0, t0 = client_cpu(), process_cpu(server_pid), time.perf_counter()
+                got, listed = (sequential(urls, out), n) if mode == "sequential" else fetcher(urls, out, c)
+                seconds, cpu = time.perf_counter() - t0, client_cpu() - cpu0
+                server_cpu = process_cpu(server_pid) - server0
+                rows.append((r, mode, c, n, seconds, n / seconds, n - min(got, listed), cpu / n * 1e3,
+                             server_cpu / n * 1e3))
+                print(f"round {r + 1} | {mode} c={c} | {n} images | {n / seconds:.1f} images/s | "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return rows
+
+
+def report(rows: list[tuple], levels: list[int], rounds: int) -> None:
+    """Medians over the rounds; each round's ratio is against its own sequential run."""
+    seq = {r[0]: r[5] for r in rows if r[1] == "sequential"}
+    print(f"\nmedians over {rounds} rounds (x sequential: each round against its own sequential run)\n")
+    print("| run | connections | images/round | images/s | x sequential | x sequential, each round | lost (all rounds) "
+          "| client CPU ms/image | server CPU ms/image |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    summary = {}
+    for mode, c in [("sequential", 1)] + [("fetcher", c) for c in levels]:
+        mine = [r for r in rows if r[1] == mode and r[2] == c]
+        ratios = [r[5] / seq[r[0]] for r in mine]
+        med = lambda k: float(np.median([r[k] for r in mine]))  # noqa: E731
+        lost = sum(r[6] for r in mine)
+        summary[(mode, c)] = (float(np.median(ratios)), lost, med(7), med(8))
+        print(f"| {mode} | {c} | {mine[0][3]} | {med(5):.1f} | {np.median(ratios):.2f}x | "
+              f"{', '.join(f'{x:.1f}' for x in ratios)} | {lost} | {med(7):.2f} | {med(8):.2f} |")
+    decode_ms, encode_ms = cpu_per_image(repeats=5)
+    print(f"\nCPU per image, one thread: decode + resize 640x480 JPEG -> 64 px {decode_ms:.2f} ms; PNG encode "
+          f"{encode_ms:.2f} ms")
+    if ("fetcher", 32) in summary:
+        ratio, lost, client, server = summary[("fetcher", 32)]
+        verdict = "met" if ratio >= 20 and lost == 0 else "NOT met"
+        print(f"target (>= 20x sequential at 32 connections, zero lost): {ratio:.1f}x, {lost} lost -> {verdict}")
+        cores = os.cpu_count() or 1
+        seq_rate = float(np.median(list(seq.values())))
+        ceiling = cores * 1e3 / (client + server)
+        print(f"CPU-bound ceiling at 32 connections with all {cores} cores to client and server: {ceiling:.0f} images/s "
+              f"({ceiling / seq_rate:.0f}x the median sequential {seq_rate:.1f} images/s; an estimate from the CPU "
+              f"per image, not a measurement)")
 
 if __name__ == "__main__":
     main()
