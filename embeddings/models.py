@@ -5,6 +5,7 @@ Models dir: --models-dir, else $T2I_MODELS_DIR, else $XDG_CACHE_HOME/t2i-cache-g
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,14 @@ def models_dir(override: str | os.PathLike | None = None) -> Path:
         return Path(os.environ[MODELS_ENV]).expanduser().resolve()
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "t2i-cache-gan" / "models"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_marker(folder: Path) -> dict | None:

