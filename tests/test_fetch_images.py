@@ -128,6 +128,17 @@ def test_eee443_source(server, tmp_path):
     assert ds.captions == ["a dog", "a man"] and load_rgb(ds.image_paths[0], None).shape == (16, 16, 3)
 
 
+def test_jsonl_manifest_source(server, tmp_path):
+    """A manifest-style JSONL whose rows carry a URL instead of an image path; ids from the URL's file name."""
+    rows = [{"url": server.url(f"/img/j{i}.jpg"), "captions": [f"a {i}", f"b {i}"]} for i in range(3)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = read_url_source(tmp_path / "m.jsonl")
+    assert [(i.id, i.captions) for i in items] == [(f"j{k}", [f"a {k}", f"b {k}"]) for k in range(3)]
+    report = fetch_images(items, tmp_path / "web", FetchOptions(**FAST))
+    ds = load_dataset(tmp_path / "web")
+    assert report["fetched"] == 3 and ds.image_ids == ["j0", "j1", "j2"] and ds.num_captions == 6
+
+
 def test_source_errors(tmp_path):
     bad = write_csv(tmp_path / "a.csv", [("1", "http://127.0.0.1:9/a.jpg", "x")]).read_text().replace("url", "link2")
     (tmp_path / "b.csv").write_text(bad)
