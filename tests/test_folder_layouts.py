@@ -3,9 +3,7 @@ detection, one-line errors, shard references decoded in one pass, and a folder a
 embedding cache and image cache apart from provenance."""
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -224,7 +222,7 @@ def folder_to_shards(root: Path, out: Path, per_shard: int) -> None:
     make_shards(out, samples, per_shard)
 
 
-def test_folder_and_shards_give_the_same_cache(tmp_path):
+def test_folder_and_shards_give_the_same_cache(tmp_path, monkeypatch):
     from cache.writer import build_cache_report
     from embeddings.registry import get_encoder
     from gan.image_cache import load_or_build_image_cache
@@ -235,7 +233,7 @@ def test_folder_and_shards_give_the_same_cache(tmp_path):
     words = sorted({w for caps in captions.values() for c in caps for w in c.split()})
     vectors = tmp_path / "glove.txt"
     vectors.write_text("".join(f"{w} {i} {len(w) / 4} -1.5\n" for i, w in enumerate(words)))
-    os.environ["SOURCE_DATE_EPOCH"] = "1700000000"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same 'created' attribute in both files
     caches = {}
     for name, data in (("folder", folder), ("shards", str(tmp_path / "shards" / "{00000..00002}.tar"))):
         ds = load_dataset(data, name="flowers")
