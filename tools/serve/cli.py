@@ -80,10 +80,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def serve(app, sock: socket.socket, what: str, close) -> int:
+    """Print where `what` is served, run uvicorn on the bound socket until stopped, then `close()` the engine."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {what} at http://{shown}:{port}/", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        close()
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     policy = validate(args)
-    import uvicorn
 
     from tools.serve.app import create_app
     from tools.serve.engine import Engine
@@ -92,16 +106,8 @@ def main(argv=None) -> int:
     engine = Engine.load(args.run, int(args.checkpoint) if args.checkpoint else None)
     engine.warm_up(policy.max_batch)
     app = create_app(engine, policy, args.png_level)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
     info = engine.info()
-    print(f"serving {info['run']} (encoder {info['encoder']}, step {info['step']}) at http://{shown}:{port}/", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        engine.close()
-    return 0
+    return serve(app, sock, f"{info['run']} (encoder {info['encoder']}, step {info['step']})", engine.close)
 
 
 if __name__ == "__main__":

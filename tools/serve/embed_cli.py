@@ -71,28 +71,19 @@ def _loopback(host: str) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     policy = validate(args)
-    import uvicorn
 
-    from tools.serve.cli import bind
+    from tools.serve.cli import bind, serve
     from tools.serve.embed_app import create_embed_app
     from tools.serve.embed_engine import EmbedEngine
 
     sock = bind(args.host, args.port)  # before loading: a taken port fails in a second, not after the encoder loads
     engine = EmbedEngine.open(args.cache)
     app = create_embed_app(engine, policy)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
     info = engine.info()
     if not _loopback(args.host):
         print(f"note: --host {args.host} answers anyone who can reach this machine (no authentication); "
               "texts sent are not stored", file=sys.stderr, flush=True)
-    print(f"serving {info['file']} (encoder {info['encoder']}, {info['dim']}-d) at http://{shown}:{port}/", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        engine.close()
-    return 0
+    return serve(app, sock, f"{info['file']} (encoder {info['encoder']}, {info['dim']}-d)", engine.close)
 
 
 if __name__ == "__main__":
