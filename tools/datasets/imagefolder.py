@@ -76,21 +76,22 @@ def caption_list(value, where: str) -> list[str]:
     raise UserError(f"{where}: caption is {type(value).__name__} {value!r:.40}; expected a string or a list of strings")
 
 
-def _rows(meta: Path) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
-    """(columns, text columns, [(where, row)]) of a metadata.jsonl or metadata.csv."""
-    if meta.suffix == ".jsonl":
-        rows = [(f"{meta}:{n}", row) for n, row in jsonl_rows(meta)]
+def read_table(path: Path, header: str = "file_name") -> tuple[list[str], list[str], list[tuple[str, dict]]]:
+    """(columns, text columns, [(where, row)]) of a .jsonl or .csv; `header`: the column a CSV must have, named in
+    the error when it cannot be parsed."""
+    if path.suffix.lower() == ".jsonl":
+        rows = [(f"{path}:{n}", row) for n, row in jsonl_rows(path)]
         columns = list(dict.fromkeys(k for _, r in rows[:100] for k in r))
         text = [c for c in columns if all(isinstance(r.get(c), (str, list)) for _, r in rows[:100])]
         return columns, text, rows
     import pandas as pd
 
     try:
-        table = pd.read_csv(io.StringIO(read_utf8(meta)), dtype=str, keep_default_na=False)
+        table = pd.read_csv(io.StringIO(read_utf8(path)), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise UserError(f"{meta}: cannot parse CSV ({str(e).strip()}); expected a header with file_name") from None
+        raise UserError(f"{path}: cannot parse CSV ({str(e).strip()}); expected a header with {header}") from None
     columns = [str(c) for c in table.columns]
-    return columns, columns, [(f"{meta}:{i + 2}", row) for i, row in enumerate(table.to_dict("records"))]
+    return columns, columns, [(f"{path}:{i + 2}", row) for i, row in enumerate(table.to_dict("records"))]
 
 
 def _image_id(root: Path, image: Path) -> str:
@@ -101,7 +102,7 @@ def _load_metadata(root: Path, metas: list[Path], images_dir, caption_column, bu
     """Add every metadata row; returns the absolute image paths the rows name."""
     named: set[str] = set()
     for meta in metas:
-        columns, text_columns, rows = _rows(meta)
+        columns, text_columns, rows = read_table(meta)
         if FILE_COLUMN not in columns:
             raise UserError(f"{meta}: no {FILE_COLUMN!r} column (found {', '.join(columns)}); "
                             f"each row needs file_name, the image path relative to this file's folder")

@@ -13,15 +13,13 @@ Errors are one line naming file:line and the column; an item's `where` names its
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tools.datasets.common import jsonl_rows, read_utf8
-from tools.datasets.imagefolder import caption_list, pick_caption_column
+from tools.datasets.imagefolder import caption_list, pick_caption_column, read_table
 from tools.errors import UserError
 
 URL_COLUMNS = ("url", "image_url", "URL", "img_url", "link")
@@ -71,25 +69,8 @@ def _eee443(path: Path) -> list[UrlItem]:
     return items
 
 
-def _table(path: Path) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
-    """(columns, text columns, [(where, row)]) of a .jsonl or .csv."""
-    if path.suffix.lower() == ".jsonl":
-        rows = [(f"{path}:{n}", row) for n, row in jsonl_rows(path)]
-        columns = list(dict.fromkeys(k for _, r in rows[:100] for k in r))
-        text = [c for c in columns if all(isinstance(r.get(c), (str, list)) for _, r in rows[:100])]
-        return columns, text, rows
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(io.StringIO(read_utf8(path)), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise UserError(f"{path}: cannot parse CSV ({str(e).strip()}); expected a header with a url column") from None
-    columns = [str(c) for c in table.columns]
-    return columns, columns, [(f"{path}:{i + 2}", r) for i, r in enumerate(table.to_dict("records"))]
-
-
 def _rows(path: Path, url_column, caption_column, id_column) -> list[UrlItem]:
-    columns, text_columns, rows = _table(path)
+    columns, text_columns, rows = read_table(path, "a url column")
     where = str(path)
     url_col = _pick(columns, url_column, URL_COLUMNS, "--url-column", where, required=True)
     cap_col = pick_caption_column([c for c in columns if c != url_col], caption_column, where,
