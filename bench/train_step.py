@@ -20,7 +20,7 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
   intra1-inter2, intra2-inter1   TF thread pools (each its own child process: set before TF starts)
-  onednn-off TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels; what the test suite runs with), a child process
+  onednn-off TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels, for bit-identical reruns), a child process
   matmul     a 2048² fp32 tf.matmul: the FLOP/s this CPU really reaches now, beside the lscpu peak
 Pipeline table:
   (a) the GAN step on in-memory tensors (= the plain row of --arch): the limit, no input pipeline at all

@@ -68,7 +68,7 @@ def setup_runtime(cfg: GanConfig) -> dict:
 def cpu_has_bf16() -> bool:
     """Whether bfloat16 runs natively here: a CPU with AVX512-BF16 or AMX-BF16 and TF's oneDNN kernels on. There a
     dfgan step takes 0.74× the float32 one (bench/train_step.py, idle); elsewhere (no such CPU, or TF_ENABLE_ONEDNN_OPTS=0,
-    as the test suite sets) bf16 is emulated and far slower than float32."""
+    as the tests marked onednn_off set) bf16 is emulated and far slower than float32."""
     from embeddings.bert_forward import onednn_enabled
 
     try:
