@@ -56,6 +56,32 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def json_app(title: str, description: str, batcher: MicroBatcher, model, routes: str, info: dict, info_doc: str,
+             on_stop=None) -> FastAPI:
+    """The frame both servers share: a lifespan that runs `batcher` (then `on_stop()`), bounded strict-JSON bodies
+    validated by the pydantic `model`, every error one line of JSON, the security headers, and GET /api/info
+    answering `info` (`info_doc`: its description at /docs)."""
+    @asynccontextmanager
+    async def lifespan(_app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+        if on_stop is not None:
+            on_stop()
+
+    app = FastAPI(title=title, version="1", lifespan=lifespan, description=description)
+    app.router.route_class = JsonRoute  # bodies: application/json, at most MAX_BODY_BYTES, strict JSON
+    app.add_middleware(SecurityHeaders)
+    install_errors(app, model, routes)
+
+    async def api_info():
+        return info
+
+    api_info.__doc__ = info_doc
+    app.get("/api/info")(api_info)
+    return app
+
+
 def create_app(engine, policy: BatchPolicy = BatchPolicy(), png_level: int = 0) -> FastAPI:
     """png_level: zlib level of the returned PNGs (tools/serve/png.py: 0 stores them, the least CPU)."""
     check_level(png_level)  # at start-up, not as a 500 on every request
@@ -64,29 +90,17 @@ def create_app(engine, policy: BatchPolicy = BatchPolicy(), png_level: int = 0) 
     info = {**engine.info(), "limits": lim.limits_info(), "batching": vars(policy).copy(), "png_level": png_level}
     started = time.time()
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        await batcher.start()
-        yield
-        await batcher.stop()
-        png_pool.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title="t2i-cache-gan web demo", version="1", lifespan=lifespan,
-                  description=f"Text-to-image GAN run {info['run']} (encoder {info['encoder']}, step {info['step']}).")
-    app.router.route_class = JsonRoute  # bodies: application/json, at most MAX_BODY_BYTES, strict JSON
-    app.add_middleware(SecurityHeaders)
-    install_errors(app, lim.GenerateRequest, "POST /api/generate, GET /api/info, GET /api/health")
+    app = json_app("t2i-cache-gan web demo",
+                   f"Text-to-image GAN run {info['run']} (encoder {info['encoder']}, step {info['step']}).",
+                   batcher, lim.GenerateRequest, "POST /api/generate, GET /api/info, GET /api/health", info,
+                   "Run, dataset, encoder, checkpoint step, image size, limits, batching policy, example captions.",
+                   on_stop=lambda: png_pool.shutdown(wait=False, cancel_futures=True))
 
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/api/info")
-    async def api_info():
-        """Run, dataset, encoder, checkpoint step, image size, limits, batching policy, example captions."""
-        return info
 
     @app.get("/api/health")
     async def api_health():

@@ -14,16 +14,15 @@ Nothing a request sends is written to disk or kept after its answer.
 from __future__ import annotations
 
 import time
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tools.serve import limits as lim
-from tools.serve.app import SecurityHeaders
+from tools.serve.app import json_app
 from tools.serve.batcher import BatchPolicy, MicroBatcher
 from tools.serve.embed_engine import EmbedJob
-from tools.serve.json_api import JsonRoute, install_errors, submit
+from tools.serve.json_api import submit
 
 ROUTES = "POST /api/embed, GET /api/info, GET /api/health"
 
@@ -38,23 +37,12 @@ def create_embed_app(engine, policy: BatchPolicy = BatchPolicy()) -> FastAPI:
     info = {**engine.info(), "limits": limits, "batching": batching}
     started = time.time()
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        await batcher.start()
-        yield
-        await batcher.stop()
-
-    app = FastAPI(title="t2i-cache-gan embedding service", version="1", lifespan=lifespan,
-                  description=f"Vectors from cache {info['file']} (encoder {info['encoder']}, {info['dim']}-d): "
-                              "stored rows for its captions, its own encoder for any other text.")
-    app.router.route_class = JsonRoute  # bodies: application/json, at most MAX_BODY_BYTES, strict JSON
-    app.add_middleware(SecurityHeaders)
-    install_errors(app, lim.EmbedRequest, ROUTES)
-
-    @app.get("/api/info")
-    async def api_info():
-        """Encoder spec, dim, storage dtype and fingerprint of the cache, its dataset, limits, batching policy."""
-        return info
+    app = json_app("t2i-cache-gan embedding service",
+                   f"Vectors from cache {info['file']} (encoder {info['encoder']}, {info['dim']}-d): "
+                   "stored rows for its captions, its own encoder for any other text.",
+                   batcher, lim.EmbedRequest, ROUTES, info,
+                   "Encoder spec, dim, storage dtype and fingerprint of the cache, its dataset, limits, batching "
+                   "policy.")
 
     @app.get("/api/health")
     async def api_health():
