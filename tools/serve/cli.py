@@ -1,6 +1,6 @@
 """Options and start-up of the web demo (`python generate.py --serve ...` calls `main`).
 
-    python generate.py --serve --run runs/demo/00001-synthetic-flowers-minilm [--host 127.0.0.1] [--port 8000]
+    python generate.py --serve --run runs/demo/00001-demo-flowers-minilm [--host 127.0.0.1] [--port 8000]
 
 The run is loaded and warmed up (generator traced, encoder built and checked) before the port opens, so the
 first request is as fast as the rest. The bound address is printed as `serving RUN at http://HOST:PORT/`
@@ -16,16 +16,13 @@ from pathlib import Path
 from tools.errors import UserError
 
 EXAMPLES = """examples:
-  python generate.py --serve --run runs/demo/00001-synthetic-flowers-minilm
+  python generate.py --serve --run runs/demo/00001-demo-flowers-minilm
   make serve                                    # the newest run under runs/demo/
   curl -s localhost:8000/api/generate -H 'Content-Type: application/json' -d '{"text": "a red flower", "n": 4}'
 """
 
 
 def parse_args(argv):
-    from tools.serve.batcher import BatchPolicy
-
-    d = BatchPolicy()
     p = argparse.ArgumentParser(prog="generate.py --serve", description="Serve a trained run: a web page and a JSON "
                                 "API (POST /api/generate, GET /api/info, GET /api/health, schema at /docs).",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,17 +33,11 @@ def parse_args(argv):
     p.add_argument("--png-level", type=int, default=0, metavar="0-9",
                    help="zlib level of the PNGs sent (default: 0, stored: 12.4 KB per image and the least CPU; "
                         "1: ~30%% fewer bytes for 6x the encoding work, which the generator pays for under load)")
-    b = p.add_argument_group("micro-batching")
-    b.add_argument("--max-batch", type=int, default=d.max_batch, help=f"images per generator call (default: {d.max_batch})")
-    b.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                   help=f"how long a request waits for others to share its batch (default: {d.max_wait_ms:g})")
-    b.add_argument("--max-queue", type=int, default=d.max_queue_images, metavar="IMAGES",
-                   help=f"images queued or computing before new requests get 503 (default: {d.max_queue_images})")
+    add_batching_args(p, "images", "generator call", "batch", "computing")
     return p.parse_args(argv)
 
 
 def validate(args):
-    from tools.serve.batcher import BatchPolicy
     from tools.serve.limits import MAX_IMAGES
     from tools.serve.png import LEVELS
 
@@ -56,12 +47,32 @@ def validate(args):
         raise UserError(f"--checkpoint {args.checkpoint!r}: give a step number (see RUN_DIR/checkpoints)")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: must be 0-65535")
-    if args.max_batch < MAX_IMAGES:
-        raise UserError(f"--max-batch {args.max_batch}: must be at least {MAX_IMAGES} (the most one request may ask for)")
-    if args.max_queue < args.max_batch:
-        raise UserError(f"--max-queue {args.max_queue}: must be at least --max-batch ({args.max_batch})")
     if args.png_level not in LEVELS:
         raise UserError(f"--png-level {args.png_level}: must be 0-9 (zlib levels; 0 stores the images uncompressed)")
+    return batch_policy(args, MAX_IMAGES, "ask for")
+
+
+def add_batching_args(p, unit: str, call: str, shared: str, busy: str) -> None:
+    """The micro-batching options of a server whose requests carry `unit`s (images, texts) into one `call`."""
+    from tools.serve.batcher import BatchPolicy
+
+    d = BatchPolicy()
+    b = p.add_argument_group("micro-batching")
+    b.add_argument("--max-batch", type=int, default=d.max_batch, help=f"{unit} per {call} (default: {d.max_batch})")
+    b.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help=f"how long a request waits for others to share its {shared} (default: {d.max_wait_ms:g})")
+    b.add_argument("--max-queue", type=int, default=d.max_queue_images, metavar=unit.upper(),
+                   help=f"{unit} queued or {busy} before new requests get 503 (default: {d.max_queue_images})")
+
+
+def batch_policy(args, most: int, verb: str):
+    """The checked BatchPolicy of add_batching_args' options; `most`: the most rows one request may `verb`."""
+    from tools.serve.batcher import BatchPolicy
+
+    if args.max_batch < most:
+        raise UserError(f"--max-batch {args.max_batch}: must be at least {most} (the most one request may {verb})")
+    if args.max_queue < args.max_batch:
+        raise UserError(f"--max-queue {args.max_queue}: must be at least --max-batch ({args.max_batch})")
     if not 0 <= args.max_wait_ms <= 1000:
         raise UserError(f"--max-wait-ms {args.max_wait_ms:g}: must be 0-1000")
     return BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue_images=args.max_queue)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from tools.errors import UserError
+from tools.serve.cli import add_batching_args, batch_policy
 
 EXAMPLES = """examples:
   python precompute_embeddings.py --serve --cache cache/synthetic-flowers-minilm.h5
@@ -23,9 +24,6 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv):
-    from tools.serve.batcher import BatchPolicy
-
-    d = BatchPolicy()
     p = argparse.ArgumentParser(prog="precompute_embeddings.py --serve", description="Serve a cache's encoder: "
                                 "POST /api/embed answers with the stored vector of a cached caption and the cache's "
                                 "own encoder for any other text (GET /api/info, GET /api/health, schema at /docs).",
@@ -34,17 +32,11 @@ def parse_args(argv):
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 serves every network)")
     p.add_argument("--port", type=int, default=8001, help="port (default: 8001, beside the web demo's 8000; 0 picks a free one)")
-    b = p.add_argument_group("micro-batching")
-    b.add_argument("--max-batch", type=int, default=d.max_batch, help=f"texts per encoder call (default: {d.max_batch})")
-    b.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                   help=f"how long a request waits for others to share its encoder call (default: {d.max_wait_ms:g})")
-    b.add_argument("--max-queue", type=int, default=d.max_queue_images, metavar="TEXTS",
-                   help=f"texts queued or encoding before new requests get 503 (default: {d.max_queue_images})")
+    add_batching_args(p, "texts", "encoder call", "encoder call", "encoding")
     return p.parse_args(argv)
 
 
 def validate(args):
-    from tools.serve.batcher import BatchPolicy
     from tools.serve.limits import MAX_TEXTS
 
     if not Path(args.cache).is_file():
@@ -52,13 +44,7 @@ def validate(args):
                         "--data DATA --encoder SPEC")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: must be 0-65535")
-    if args.max_batch < MAX_TEXTS:
-        raise UserError(f"--max-batch {args.max_batch}: must be at least {MAX_TEXTS} (the most one request may send)")
-    if args.max_queue < args.max_batch:
-        raise UserError(f"--max-queue {args.max_queue}: must be at least --max-batch ({args.max_batch})")
-    if not 0 <= args.max_wait_ms <= 1000:
-        raise UserError(f"--max-wait-ms {args.max_wait_ms:g}: must be 0-1000")
-    return BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue_images=args.max_queue)
+    return batch_policy(args, MAX_TEXTS, "send")
 
 
 def _loopback(host: str) -> bool:
