@@ -1,6 +1,6 @@
 """Load on the web demo's JSON API over loopback, beside the generator's own batched rate, in one run.
 
-    python bench/serve.py --run runs/demo/00001-synthetic-flowers-minilm                 # 60 s at c = 1, 8, 32
+    python bench/serve.py --run runs/demo/00001-demo-flowers-minilm                 # 60 s at c = 1, 8, 32
     python bench/serve.py --run RUN --duration 20 --concurrency 1,8,32,64 --n 4
 
 Starts `generate.py --serve` on a free loopback port (or targets --url), then for each concurrency c runs c

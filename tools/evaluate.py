@@ -2,7 +2,7 @@
 
     python tools/evaluate.py --run runs/00001-synthetic-flowers-minilm
     python tools/evaluate.py --images out/test --dataset data/synthetic-flowers --cache cache/sf-minilm.h5
-    python tools/evaluate.py --run runs/demo/00001-synthetic-flowers-minilm --pixel --n-per-caption 1   # seconds
+    python tools/evaluate.py --run runs/demo/00001-demo-flowers-minilm --pixel --n-per-caption 1   # seconds
 
 --run generates --n-per-caption images for each held-out test caption of the run's dataset (with the run's
 own encoder and latest checkpoint) into RUN_DIR/eval/step_XXXXXX/, evaluates them, and writes

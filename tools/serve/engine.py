@@ -1,7 +1,7 @@
 """The trained run behind the server: generator, cache and encoder loaded once, and one call that turns a
 micro-batch of jobs into images.
 
-    engine = Engine.load("runs/demo/00001-synthetic-flowers-minilm")
+    engine = Engine.load("runs/demo/00001-demo-flowers-minilm")
     images, stats = engine.run_batch([GenerateJob(("a red flower",), n=4)])   # [[uint8 [64, 64, 3] × 4]]
 
 Every method here runs TensorFlow or h5py: the server calls them from its one worker thread only
