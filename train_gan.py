@@ -31,11 +31,12 @@ FLAGS = [
         ("--augment", "flag", None, "light augmentation of real images: horizontal flip + shifts up to 4 px"),
     ]),
     ("model", [
-        ("--arch", str, "{dfgan,stackgan,ta80}", "dfgan (default): text fused into every G block, D reads the text "
-                                                 "at 8x8 and 4x4 (per position at 4x4), with its recipe (magp loss, "
-                                                 "Adam 0/0.9, lr 1e-4/4e-4, EMA G, DiffAugment, hard negatives, "
-                                                 "KL 0.5); stackgan: StackGAN-I G/D; ta80: the course baseline "
-                                                 "(dense G/D, GRU trained in the loop on raw captions)"),
+        ("--arch", str, "{dfgan,stackgan,ta80,dfgan-words}",
+         "dfgan (default): text fused into every G block, D reads the text at 8x8 and 4x4 (per position at 4x4), "
+         "with its recipe (magp loss, Adam 0/0.9, lr 1e-4/4e-4, EMA G, DiffAugment, hard negatives, KL 0.5); "
+         "stackgan: StackGAN-I G/D; ta80: the course baseline (dense G/D, GRU trained in the loop on raw captions); "
+         "dfgan-words: dfgan + word attention in G at 16x16 and a word-region term in D (a cache built with "
+         "precompute_embeddings.py --tokens)"),
         ("--loss", str, "{bce,hinge,magp}", "loss family: bce (stackgan default), hinge, magp (hinge + DF-GAN MA-GP; "
                                             "dfgan default)"),
         ("--ngf", int, "N", "generator width (preset cpu 32, gpu 64)"),

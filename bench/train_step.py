@@ -71,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--ngf", type=int, help="override the preset's generator width")
     p.add_argument("--ndf", type=int, help="override the preset's discriminator width")
+    p.add_argument("--token-length", type=int, default=32,
+                   help="L of the random token states of an arch that reads words, when --embeddings has none "
+                        "(default %(default)s)")
     p.add_argument("--steps", type=int, default=8, help="timed steps per row per round (default 8)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling (default 2)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds, median taken (default 3)")
@@ -103,7 +106,10 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
 
     rows, plain = [], {}
     for arch in args.archs:
-        cfg = replace(resolve(overrides_of(args, arch), base_cfg.preset == "gpu"), cache=base_cfg.cache)
+        cache = base_cfg.cache
+        if get_arch(arch).words and not cache.token_length:  # a sentence-only cache: random words of this length
+            cache = replace(cache, token_length=args.token_length)
+        cfg = replace(resolve(overrides_of(args, arch), base_cfg.preset == "gpu"), cache=cache)
         batches = repeat(random_batch(cfg, vocab_size))
         trainer, step = build_step(cfg, vocab_size)
         plain[arch] = (cfg, trainer, step)

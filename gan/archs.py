@@ -21,6 +21,7 @@ REGISTRY = {  # --arch name -> module defining ARCH; the first is the default ru
     "dfgan": "gan.dfgan",
     "stackgan": "gan.stackgan",
     "ta80": "gan.ta80",
+    "dfgan-words": "gan.words",
 }
 ARCHS = tuple(REGISTRY)
 
@@ -31,6 +32,8 @@ class Architecture:
     name: str = ""
     reads: str = "vectors"  # "vectors": the cache's text vectors; "texts": raw captions through its own encoder
     has_ca: bool = True  # G takes [text, z, eps] -> [image, μ, log σ²] (else [text, z] -> image)
+    words: bool = False  # also reads each caption's token states (a cache built with --tokens): G and D take
+    #                      [..., words [B, L, E], lengths [B]] after their usual inputs
     preset: dict[str, Any] = {}  # the recipe it trains with: applied after the cpu/gpu preset, before user options
     # options only this architecture has: name -> (the value that means off / the one way, what the others lack)
     own_options: dict[str, tuple[Any, str]] = {}
@@ -52,6 +55,11 @@ class Architecture:
         """Training conditions per caption row and the vocabulary (saved in the run; [] when none):
         [N, D] float16 vectors for a cached-vector architecture."""
         return data.vectors, []
+
+    def pair_scores(self, head, features, text, words=()):
+        """D's score of every (image i, caption j) pair of a batch, [Bi, Bj] float32, for the batch contrastive
+        term (GanConfig.contrastive); features: the D encoder's outputs; words: (states, lengths) when it reads them."""
+        raise NotImplementedError(f"--arch {self.name} has no pair scores for the contrastive term")
 
     def sampling_vocab(self, run_dir: Path):
         """What sampling needs from the run folder to turn new text into conditions (None: nothing)."""

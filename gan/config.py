@@ -41,6 +41,7 @@ class CacheInfo:
     dataset_name: str = ""  # e.g. "synthetic-flowers"
     num_images: int = 0  # images in the cache (before masking bad ones)
     num_captions: int = 0  # caption rows
+    token_length: int = 0  # L of the cache's token states (built with --tokens; 0: none)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class GanConfig:
     hard_neg_pool: int = 4096  # random caption pool searched per step
     # model
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
+    #                      | dfgan-words (dfgan + word attention in G and a word-region term in D; a --tokens cache)
     ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
     ndf: int = 32  # discriminator width (channels at 4 px = 8·ndf)
     z_dim: int = 100  # noise dimension

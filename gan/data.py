@@ -37,7 +37,8 @@ def read_cache(path, need_vectors: bool = True) -> TrainingData:
         info = CacheInfo(path=str(Path(path).resolve()), encoder=cache.encoder_spec,
                          encoder_config=cache.encoder_config, dim=cache.dim, fingerprint=cache.fingerprint,
                          dataset_name=cache.dataset_name, num_images=cache.num_images,
-                         num_captions=cache.num_captions)
+                         num_captions=cache.num_captions,
+                         token_length=cache.tokens().length if cache.has_tokens else 0)
         vectors = cache.embeddings().astype(np.float16) if need_vectors else np.zeros((0, cache.dim), np.float16)
         return TrainingData(info, cache.texts(), cache.image_index(), vectors, cache.image_paths(),
                             cache.test_texts())
@@ -121,41 +122,52 @@ class BatchSampler:
         return images, self._captions(images, rng), self._captions(wrong_images, rng)
 
 
-def make_batch_fn(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, negatives=None):
-    """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]).
+def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None):
+    """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]), then for an arch that reads words
+    (conditions a gan.words.WordConditions) the token states of both: words [B, L, E] float16, lengths [B] int32,
+    wrong words, wrong lengths.
 
-    `conditions` is [N, D] vectors (averaged over the k captions, float32) or [N, T] int32 word ids (an arch that
-    reads raw text, gan/archs.py).
+    `conditions` is [N, D] vectors (averaged over the k captions, float32), [N, T] int32 word ids (an arch that
+    reads raw text, gan/archs.py) or WordConditions (vectors + token states read by row).
     `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
     """
-    is_ids = conditions.dtype.kind in "iu"
+    tokens = getattr(conditions, "tokens", None)
+    vectors = conditions.vectors if tokens is not None else conditions
+    is_ids = vectors.dtype.kind in "iu"
 
     def batch(step):
         img_rows, rows, wrong_rows = sampler.batch(int(step))
         if is_ids:
-            return images[img_rows], conditions[rows[:, 0]], conditions[wrong_rows[:, 0]]
-        cond = conditions[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
+            return images[img_rows], vectors[rows[:, 0]], vectors[wrong_rows[:, 0]]
+        cond = vectors[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
         if negatives is not None:
             wrong_rows = negatives.mine(int(step), cond, img_rows, wrong_rows)
-        wrong = conditions[wrong_rows].astype(np.float32).mean(axis=1)
-        return images[img_rows], cond, wrong
+        wrong = vectors[wrong_rows].astype(np.float32).mean(axis=1)
+        if tokens is None:
+            return images[img_rows], cond, wrong
+        return (images[img_rows], cond, wrong, *tokens.rows(rows[:, 0]), *tokens.rows(wrong_rows[:, 0]))
 
     return batch
 
 
-def make_dataset(images: np.ndarray, conditions: np.ndarray, sampler: BatchSampler, start_step: int,
+def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_step: int,
                  end_step: int | None = None, prefetch: int = 2, negatives=None) -> tf.data.Dataset:
     """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched."""
     batch = make_batch_fn(images, conditions, sampler, negatives)
     b, size = sampler.batch_size, images.shape[1]
-    cond_dtype = tf.int32 if conditions.dtype.kind in "iu" else tf.float32
-    cond_shape = (b, conditions.shape[1])
+    tokens = getattr(conditions, "tokens", None)
+    vectors = conditions.vectors if tokens is not None else conditions
+    cond_dtype = tf.int32 if vectors.dtype.kind in "iu" else tf.float32
+    shapes = [(b, size, size, 3), (b, vectors.shape[1]), (b, vectors.shape[1])]
+    dtypes = [tf.uint8, cond_dtype, cond_dtype]
+    if tokens is not None:
+        shapes += [(b, tokens.length, tokens.dim), (b,)] * 2
+        dtypes += [tf.float16, tf.int32] * 2
 
     def fn(step):
-        out = tf.numpy_function(batch, [step], [tf.uint8, cond_dtype, cond_dtype], stateful=False)
-        out[0].set_shape((b, size, size, 3))
-        out[1].set_shape(cond_shape)
-        out[2].set_shape(cond_shape)
+        out = tf.numpy_function(batch, [step], dtypes, stateful=False)
+        for t, shape in zip(out, shapes):
+            t.set_shape(shape)
         return tuple(out)
 
     end = end_step if end_step is not None else np.iinfo(np.int64).max

@@ -113,10 +113,12 @@ def _fused_up_block(h, cond, ch: int, i: int, upsample: str = "nearest"):
 
 
 def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32,
-                    upsample: str = "nearest") -> keras.Model:
-    """Inputs [text [B, D], z [B, Z], eps [B, C]] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]].
+                    upsample: str = "nearest", extra_inputs=(), after_block=None) -> keras.Model:
+    """Inputs [text [B, D], z [B, Z], eps [B, C], *extra_inputs] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]].
 
-    upsample: nearest (DF-GAN's) or bilinear, the ×2 resize of every block."""
+    upsample: nearest (DF-GAN's) or bilinear, the ×2 resize of every block.
+    after_block(i, h) -> h: what an architecture built on this one inserts after up-block i (0: 8 px ... 3: 64 px),
+    reading its `extra_inputs` (keras.Input tensors); gan/words.py adds word attention this way."""
     text = keras.Input((text_dim,), name="text")
     z = keras.Input((z_dim,), name="z")
     eps = keras.Input((c_dim,), name="eps")
@@ -126,10 +128,12 @@ def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int 
     h = layers.Reshape((4, 4, 8 * ngf))(h)  # [B, 4, 4, 8ngf]
     for i, ch in enumerate((4 * ngf, 2 * ngf, ngf, max(ngf // 2, 1))):  # 8, 16, 32, 64 px
         h = _fused_up_block(h, cond, ch, i, upsample)
+        if after_block is not None:
+            h = after_block(i, h)
     h = layers.LeakyReLU(0.2)(h)
     h = _conv(3, 3, "to_rgb")(h)
     image = layers.Activation("tanh", dtype="float32", name="image")(h)  # [B, 64, 64, 3]
-    return keras.Model([text, z, eps], [image, mu, logvar], name="generator")
+    return keras.Model([text, z, eps, *extra_inputs], [image, mu, logvar], name="generator")
 
 
 def _dcgan_init():
@@ -143,9 +147,12 @@ def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same",
                          dtype=dtype)
 
 
-def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled"):
+def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled",
+                        extra_inputs=(), extra_terms=None):
     """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
-    head [f8, f4, text [B, D] × text_scale(D)] -> logit [B] float32. proj4: one of PROJECTIONS."""
+    head [f8, f4, text [B, D] × text_scale(D), *extra_inputs] -> logit [B] float32. proj4: one of PROJECTIONS.
+    extra_terms(f8, f4) -> list of [B] float32 terms an architecture built on this one adds to the logit, reading
+    its `extra_inputs` (gan/words.py: the word-region term)."""
     if proj4 not in PROJECTIONS:
         raise ValueError(f"proj4={proj4!r}: expected one of {', '.join(PROJECTIONS)}")
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
@@ -178,8 +185,10 @@ def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj
         wt = layers.Dense(width, use_bias=False, kernel_initializer=_dcgan_init(), name=f"{name}_w")(text)
         dot = layers.Dot(axes=1, dtype="float32", name=name)([phi, wt])  # [B, 1]
         terms.append(layers.Reshape((), dtype="float32", name=f"{name}_flat")(dot))  # [B]
+    if extra_terms is not None:
+        terms += extra_terms(f8, f4)
     out = layers.Add(dtype="float32", name="d_logit")(terms)
-    head = keras.Model([f8, f4, text], out, name="d_head")
+    head = keras.Model([f8, f4, text, *extra_inputs], out, name="d_head")
     return encoder, head
 
 
@@ -217,6 +226,9 @@ class DfGan(Architecture):
 
     def d_text_scale(self, cfg) -> float:
         return text_scale(cfg.cache.dim)
+
+    def pair_scores(self, head, features, text, words=()):
+        return pair_scores(head, *features, text)
 
 
 ARCH = DfGan()

@@ -25,15 +25,22 @@ GENERATOR, GENERATOR_EMA, TEXT_ENCODER, STEP = "generator", "generator_ema", "te
 
 
 def sample_images(generator, text_encoder, has_ca: bool, cond, z, ca_noise: float = 0.0):
-    """[B, D] vectors (or [B, T] ta80 word ids), z [B, Z] -> uint8 [B, 64, 64, 3]; inference BN.
+    """[B, D] vectors (or [B, T] ta80 word ids; for a generator with word inputs, packed rows [B, D + L·E + 1]:
+    gan/words.py), z [B, Z] -> uint8 [B, 64, 64, 3]; inference BN.
     With CA, c = μ + σ·ε where ε = gan.conditioning.sampling_eps(z, c_dim, ca_noise): μ alone when ca_noise is 0."""
+    words = ()
+    if len(generator.inputs) == 5:  # [text, z, eps, words, lengths]: gan/words.py's packed conditions
+        from gan.words import unpack
+
+        (_, dim), (_, length, word_dim) = generator.inputs[0].shape, generator.inputs[3].shape
+        cond, *words = unpack(tf.cast(cond, tf.float32), dim, length, word_dim)
     if text_encoder is None:
         text = tf.cast(cond, tf.float32)
     else:
         text = text_encoder(cond, training=False)
     if has_ca:
         eps = sampling_eps(z, generator.get_layer("ca").c_dim, ca_noise)
-        image = generator([text, z, eps], training=False)[0]
+        image = generator([text, z, eps, *words], training=False)[0]
     else:
         image = generator([text, z], training=False)
     return tf.cast(tf.clip_by_value(tf.round((image + 1.0) * 127.5), 0, 255), tf.uint8)

@@ -43,7 +43,7 @@ class GanTrainer(keras.Model):
     def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, ema_copy=None, **kwargs):
         super().__init__(**kwargs)
         self.generator, self.d_encoder, self.d_head, self.text_encoder = generator, d_encoder, d_head, text_encoder
-        arch = get_arch(cfg.arch)
+        self.arch = arch = get_arch(cfg.arch)
         self.has_ca = arch.has_ca
         self.ca_noise = cfg.ca_noise  # the sample grids' CA noise scale (sample_images)
         # the generator that samples: the EMA copy when there is one (`ema_copy`, same architecture)
@@ -91,28 +91,28 @@ class GanTrainer(keras.Model):
             return tf.cast(cond, tf.float32)
         return self.text_encoder(cond, training=training)
 
-    def generate(self, text, z, eps, training=False):
-        """-> (image [B, 64, 64, 3] float32 in [-1, 1], KL term)."""
+    def generate(self, text, z, eps, training=False, words=()):
+        """-> (image [B, 64, 64, 3] float32 in [-1, 1], KL term). words: (states, lengths) for an arch that reads them."""
         if self.has_ca:
-            image, mu, logvar = self.generator([text, z, eps], training=training)
+            image, mu, logvar = self.generator([text, z, eps, *words], training=training)
             return image, L.kl_divergence(mu, logvar)
         return self.generator([text, z], training=training), tf.constant(0.0)
 
-    def _contrastive(self, features, text):
-        """Mean over the batch of CE(softmax_j S[i, :], i), S = D's projection scores of every (image i, caption j)
-        pair (gan.dfgan.pair_scores): image i's own caption against the batch's others. -> scalar float32.
-        On R replicas each scores its b images against the captions of the GLOBAL batch (gathered; the cached text
-        vectors carry no gradient), so the R per-replica means make the single-device loss (gan/strategy.py)."""
-        from gan.dfgan import pair_scores
-
+    def _contrastive(self, features, text, words=()):
+        """Mean over the batch of CE(softmax_j S[i, :], i), S = D's scores of every (image i, caption j) pair
+        (the arch's pair_scores, e.g. gan.dfgan.pair_scores): image i's own caption against the batch's others.
+        -> scalar float32. On R replicas each scores its b images against the captions (and words) of the GLOBAL
+        batch (gathered; the cached text carries no gradient), so the R per-replica means make the single-device
+        loss (gan/strategy.py)."""
         b = tf.shape(text)[0]
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * b  # this replica's rows of the global batch
             text = ctx.all_gather(tf.stop_gradient(text), axis=0)  # [R·b, D]
+            words = tuple(ctx.all_gather(tf.stop_gradient(w), axis=0) for w in words)  # [R·b, L, E], [R·b]
         else:
             offset = 0
-        scores = pair_scores(self.d_head, *features, text)  # [b, R·b]
+        scores = self.arch.pair_scores(self.d_head, features, text, words)  # [b, R·b]
         labels = offset + tf.range(b)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, scores))
 
@@ -136,14 +136,17 @@ class GanTrainer(keras.Model):
             return x
         return diff_augment(x, self.rng, self.diffaug, self.diffaug_translation, self.diffaug_cutout)
 
-    def discriminate(self, features, text, training=True):
-        """D head on encoder features (one tensor, or a list for multi-scale encoders) and a text vector -> [B]."""
+    def discriminate(self, features, text, training=True, words=()):
+        """D head on encoder features (one tensor, or a list for multi-scale encoders), a text vector and, for an
+        arch that reads them, the caption's words (states, lengths) -> [B]."""
         feats = list(features) if isinstance(features, (list, tuple)) else [features]
-        return self.d_head([*feats, text], training=training)
+        return self.d_head([*feats, text, *words], training=training)
 
     def train_step(self, data, penalty: bool = True):
         """One simultaneous D and G update. `penalty`: include the MA-GP term (loss magp; see penalty_due)."""
-        images, cond, wrong_cond = data  # uint8 [B, 64, 64, 3]; [B, D] float (ta80: [B, T] int32) ×2
+        images, cond, wrong_cond, *tokens = data  # uint8 [B, 64, 64, 3]; [B, D] float (ta80: [B, T] int32) ×2
+        # an arch that reads words: + (states [B, L, E] float16, lengths [B]) of the matched and mismatched caption
+        words, wrong_words = tuple(tokens[:2]), tuple(tokens[2:])
         real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
         if self.augment:
             real = augment_images(real, self.rng, self.shift_px)
@@ -155,7 +158,7 @@ class GanTrainer(keras.Model):
             # text: cached vectors, or the ta80 GRU (part of D: only D's loss trains it)
             t_real, t_wrong = self.text(cond, training=True), self.text(wrong_cond, training=True)
             # generate
-            fake, kl = self.generate(tf.stop_gradient(t_real), z, eps, training=True)
+            fake, kl = self.generate(tf.stop_gradient(t_real), z, eps, training=True, words=words)
             t_real, t_wrong = t_real * self.d_text_scale, t_wrong * self.d_text_scale  # what D reads
             # discriminate: the real images' features serve the real and the wrong pair
             # DiffAugment: one draw for the real images (real and wrong pair), one for the fakes (D and G alike)
@@ -164,17 +167,17 @@ class GanTrainer(keras.Model):
                 gp_inputs = [real_seen, t_real]
                 gp_tape.watch(gp_inputs)
                 real_features = self.d_encoder(real_seen, training=True)
-                real_logits = self.discriminate(real_features, t_real)  # [B]
-            wrong_logits = self.discriminate(real_features, t_wrong)  # [B]
+                real_logits = self.discriminate(real_features, t_real, words=words)  # [B]
+            wrong_logits = self.discriminate(real_features, t_wrong, words=wrong_words)  # [B]
             fake_features = self.d_encoder(fake_seen, training=True)
-            fake_logits = self.discriminate(fake_features, t_real)  # [B]
+            fake_logits = self.discriminate(fake_features, t_real, words=words)  # [B]
             # losses (float32)
             d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
             g_adv = self.g_loss_fn(fake_logits)
             g_loss = g_adv + self.kl_weight * kl
             if self.contrastive:
-                d_loss += self.contrastive * self._contrastive(real_features, t_real)
-                g_loss += self.contrastive * self._contrastive(fake_features, t_real)
+                d_loss += self.contrastive * self._contrastive(real_features, t_real, words)
+                g_loss += self.contrastive * self._contrastive(fake_features, t_real, words)
             d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
             g_scaled = self.g_optimizer.scale_loss(g_loss)
 

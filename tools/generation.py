@@ -42,17 +42,32 @@ def open_run_cache(cfg, run_dir: Path):
 
 def encode_texts(cfg, cache, texts: list[str]) -> EncodedTexts:
     """float32 [N, D] for texts: cached rows where the caption is in the cache, the run's encoder elsewhere
-    (EmbeddingCache.encode). Without the cache file, the encoder the run recorded (stateless encoders only)."""
+    (EmbeddingCache.encode). Without the cache file, the encoder the run recorded (stateless encoders only).
+    For an arch that reads words (dfgan-words) the rows are packed [N, D + L·E + 1] (gan/words.py): the sentence
+    vector and the token states at the run's L, stored ones for cached captions (EmbeddingCache.encode_tokens)."""
     from embeddings.registry import encoder_from_config
+    from gan.archs import get_arch
 
+    words = get_arch(cfg.arch).words
     try:
         if cache is not None:
+            if words:
+                from gan.words import pack
+
+                reused = int(cache.lookup(texts)[1].sum())
+                return EncodedTexts(vectors=pack(*cache.encode_tokens(texts)), reused=reused,
+                                    encoded=len(texts) - reused)
             vectors, reused = cache.encode(texts)
             return EncodedTexts(vectors=vectors, reused=reused, encoded=len(texts) - reused)
         encoder = encoder_from_config(cfg.cache.encoder_config)
     except UserError as e:
         missing = "" if cache is not None else f" (its cache {cfg.cache.path} is missing)"
         raise UserError(f"cannot build the run's encoder {cfg.cache.encoder} here{missing}: {e}") from None
+    if words:
+        from gan.words import pack
+
+        vectors, states, lengths, _ = encoder.encode_tokens(texts, cfg.cache.token_length)
+        return EncodedTexts(vectors=pack(vectors, states.astype(np.float16), lengths), reused=0, encoded=len(texts))
     return EncodedTexts(vectors=np.asarray(encoder.encode(texts), np.float32), reused=0, encoded=len(texts))
 
 
