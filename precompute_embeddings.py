@@ -4,6 +4,7 @@
     python precompute_embeddings.py --data data/oxford --encoder tfidf --dtype float16
     python precompute_embeddings.py --list-encoders
     python precompute_embeddings.py --workers 2                       # the same file, encoded on 2 Ray workers
+    python precompute_embeddings.py --tokens                          # + each caption's token states (float16)
     python precompute_embeddings.py --serve --cache FILE.h5 [--host 127.0.0.1] [--port 8001]   # embedding service
 
 Writes cache/<dataset>-<encoder>.h5 (layout: cache/writer.py). Interrupt it any time (Ctrl-C, kill -9):
@@ -27,6 +28,7 @@ EXAMPLES = """examples:
   python precompute_embeddings.py --data data/cub --encoder hf:bert-base-uncased --batch-size 32
   python precompute_embeddings.py --data manifest.jsonl --encoder tfidf --encoder-option max_tokens=8192
   python precompute_embeddings.py --data data/oxford --encoder glove:glove.6B.300d.txt --dtype float16
+  python precompute_embeddings.py --data data/cub --encoder minilm --tokens --token-length 48  # + token states
   python precompute_embeddings.py --data data/cub --workers 2                       # local Ray, 2 workers
   python precompute_embeddings.py --data /shared/coco --ray-address 10.0.0.5:6379   # an existing Ray cluster
   python precompute_embeddings.py --serve --cache cache/cub-minilm.h5   # POST /api/embed on 127.0.0.1:8001 (--serve --help)
@@ -54,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cache file (default: cache/<dataset name>-<encoder>.h5 in the repository)")
     out.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                      help="storage type of the vectors (default: float32; float16 halves the file)")
+    out.add_argument("--tokens", action="store_true",
+                     help="also store each distinct caption's last-layer token states [U, L, D] float16, lengths "
+                          "and ids (transformer encoders: minilm, mpnet, hf:...; docs/cache_format.md)")
+    out.add_argument("--token-length", metavar="N|auto", default="auto",
+                     help="with --tokens: tokens kept per caption, special tokens included (default auto: the "
+                          "99th percentile of the captions' token counts, rounded up to a multiple of 8)")
     out.add_argument("--force", action="store_true", help="rebuild even if the file is complete, different or damaged")
     out.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
     ray = parser.add_argument_group("distributed (Ray, optional: pip install -r requirements-ray.txt)")
@@ -92,11 +100,30 @@ def load_data(args):
     return dataset_from_args(args)
 
 
+def token_request(args) -> int | str | None:
+    """None without --tokens, else "auto" or L; the spec's family is checked before any model is loaded."""
+    from cache.tokens import TOKEN_ENCODERS, parse_length
+    from embeddings.common import parse_spec
+
+    if not args.tokens:
+        if args.token_length != "auto":
+            raise UserError(f"--token-length {args.token_length} needs --tokens")
+        return None
+    family = parse_spec(args.encoder)[0]
+    if family not in ("minilm", "mpnet", "hf"):
+        raise UserError(f"--tokens needs a transformer encoder with token states ({TOKEN_ENCODERS}); "
+                        f"{args.encoder} gives sentence vectors only — drop --tokens or pick one of those")
+    return parse_length(args.token_length)
+
+
 def summary(report, dataset) -> str:
     rate = report.num_captions / max(report.seconds, 1e-9)
     resumed = f", {report.resumed_unique} were already done" if report.resumed_unique else ""
+    tokens = report.tokens
+    states = (f", token states L {tokens['length']} float16 ({tokens['truncated']} distinct captions truncated)"
+              if tokens else "")
     return (f"wrote {report.path}: {report.num_captions} captions ({report.num_unique} unique{resumed}), "
-            f"dim {report.dim} {report.dtype}, {report.seconds:.1f} s, {rate:.0f} captions/s, "
+            f"dim {report.dim} {report.dtype}{states}, {report.seconds:.1f} s, {rate:.0f} captions/s, "
             f"{report.file_bytes / 1e6:.1f} MB; dataset {dataset.skips.summary()}")
 
 
@@ -118,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
 
     shard_chunks = shard_chunks_from_flags(args.workers, args.ray_address, args.worker_cpus, args.shard_size)
     distributed = shard_chunks is not None
+    tokens = token_request(args)
     encoder = get_encoder(args.encoder, **parse_options(args.encoder_option))  # bad spec -> one-line UserError
+    if tokens is not None:
+        from cache.tokens import require_token_encoder
+
+        require_token_encoder(encoder)
     dataset = load_data(args)
 
     from cache.paths import default_cache_path
@@ -131,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         report = build_cache_ray(dataset, encoder, out, workers=args.workers, address=args.ray_address,
                                  worker_cpus=args.worker_cpus, shard_chunks=shard_chunks,
                                  dtype=args.dtype, force=args.force, batch_size=args.batch_size,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, tokens=tokens)
     else:
         report = build_cache_report(dataset, encoder, out, dtype=args.dtype, force=args.force,
-                                    batch_size=args.batch_size, progress=not args.no_progress)
+                                    batch_size=args.batch_size, progress=not args.no_progress, tokens=tokens)
     if report.up_to_date:
         if dataset.skips.total:
             print(f"dataset {dataset.skips.summary()}")

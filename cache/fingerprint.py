@@ -2,7 +2,9 @@
 
 It covers the dataset's image ids, caption texts, caption -> image mapping, the test ids/texts (when the
 dataset has them), the encoder config (JSON with sorted keys, taken *before* a fitted encoder is fitted, so
-a fresh encoder built from the same spec and options gives the same fingerprint) and the stored dtype.
+a fresh encoder built from the same spec and options gives the same fingerprint), the stored dtype, and for a
+cache with token states (`--tokens`) their config minus "truncated"/"length_rule" (cache/tokens.py). A
+sentence-only cache hashes exactly what it hashed before token states existed.
 Image paths are deliberately left out: moving a dataset does not change its vectors.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ def encoder_config_json(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def cache_fingerprint(dataset, encoder_config: dict, dtype: str) -> str:
+def cache_fingerprint(dataset, encoder_config: dict, dtype: str, tokens: dict | None = None) -> str:
     """sha256 hex digest over what determines the cache's contents (see module docstring)."""
     h = hashlib.sha256(FORMAT_TAG)
     _update_strings(h, "image_ids", dataset.image_ids)
@@ -40,4 +42,6 @@ def cache_fingerprint(dataset, encoder_config: dict, dtype: str) -> str:
         _update_strings(h, "test_texts", dataset.test_captions or [])
     h.update(b"encoder\0" + encoder_config_json(encoder_config).encode("utf-8"))
     h.update(b"dtype\0" + str(dtype).encode())
+    if tokens is not None:  # cache/tokens.fingerprint_part: L, layer, dtype, padding, pooling
+        h.update(b"tokens\0" + json.dumps(tokens, sort_keys=True, separators=(",", ":")).encode("utf-8"))
     return h.hexdigest()

@@ -32,4 +32,10 @@ ATTR_CHUNK_SIZE = "chunk_size"  # distinct captions per encoding step
 ATTR_NUM_CHUNKS = "num_chunks"
 ATTR_CHUNKS_DONE = "chunks_done"  # progress of an unfinished build
 ATTR_BATCH_SIZE = "batch_size"  # encoder batch size of the build (0 = encoder default)
-ATTR_FORMAT = "cache_format"  # 1
+ATTR_FORMAT = "cache_format"  # 1 (token states are optional extras: old readers ignore them)
+
+# token states (precompute_embeddings.py --tokens; cache/tokens.py), absent from sentence-only caches
+TOKENS_STATES = "tokens/states"  # [U, L, D] float16, unique order, zeros beyond each length
+TOKENS_LENGTHS = "tokens/lengths"  # [U] int32
+TOKENS_IDS = "tokens/ids"  # [U, L] int32, pad id beyond each length
+ATTR_TOKENS = "tokens"  # JSON config (cache/tokens.py)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cache import layout as L
+from cache import tokens as T
 from cache import writer as W
 from cache.reader import open_hdf5
 from cache.fingerprint import cache_fingerprint
@@ -172,20 +173,25 @@ def ray_session(num_cpus: int | None = None, address: str | None = None):
 class ShardWorker:
     """A Ray actor (wrapped with ray.remote at run time): one encoder, built once, encoding whole shards."""
 
-    def __init__(self, config: dict, state: dict, out: str, key: str, layout: tuple, batch_size: int):
+    def __init__(self, config: dict, state: dict, out: str, key: str, layout: tuple, batch_size: int,
+                 token_length: int | None = None):
         from embeddings.registry import encoder_from_config
 
         self.encoder = encoder_from_config(config, state)
         self.store = ShardStore(Path(out), key, ShardLayout(*layout))
         self.batch = {"batch_size": batch_size} if batch_size else {}
+        self.token_length = token_length  # None: sentence vectors only
 
     def encode_shard(self, s: int, texts: list[str]) -> tuple[int, int]:
         """Encode shard s (texts = its distinct captions) chunk by chunk and write it; return (s, captions)."""
         layout = self.store.layout
         base = layout.shard_range(s)[0]
-        parts = [W._encode_checked(self.encoder, texts[lo - base : hi - base], lo, self.batch)  # [hi-lo, D]
-                 for lo, hi in layout.shard_chunk_ranges(s)]
-        self.store.write(s, np.concatenate(parts), die_halfway=self._die_here(s))
+        parts = [W._encode_checked(self.encoder, texts[lo - base : hi - base], lo, self.batch, self.token_length)
+                 for lo, hi in layout.shard_chunk_ranges(s)]  # [(vectors [hi-lo, D], token rows or None)]
+        tokens = None
+        if self.token_length is not None:  # (states [rows, L, D] float16, lengths [rows], ids [rows, L])
+            tokens = tuple(np.concatenate([p[1][i] for p in parts]) for i in range(3))
+        self.store.write(s, np.concatenate([p[0] for p in parts]), die_halfway=self._die_here(s), tokens=tokens)
         return s, len(texts)
 
     def _die_here(self, s: int) -> bool:
@@ -201,7 +207,7 @@ class ShardWorker:
 def build_cache_ray(dataset, encoder, out_path, *, workers: int | None = None, address: str | None = None,
                     worker_cpus: int = 1, dtype: str = "float32", force: bool = False, progress: bool = False,
                     batch_size: int | None = None, chunk_size: int = W.CHUNK_UNIQUE,
-                    shard_chunks: int = SHARD_CHUNKS, log=print) -> RayBuildReport:
+                    shard_chunks: int = SHARD_CHUNKS, tokens: int | str | None = None, log=print) -> RayBuildReport:
     """`cache.writer.build_cache_report`, with the encoding spread over Ray actors (module docstring).
 
     workers: actors to run (default: one per `worker_cpus` CPUs of the cluster); address: an existing Ray
@@ -213,23 +219,26 @@ def build_cache_ray(dataset, encoder, out_path, *, workers: int | None = None, a
         raise UserError(f"--dtype {dtype!r} is not supported; choose one of: {', '.join(W.DTYPES)}")
     if dataset.num_captions == 0:
         raise UserError(f"dataset {dataset.name!r} at {dataset.root} has no captions; nothing to encode")
-    fingerprint = cache_fingerprint(dataset, encoder.config(), dtype)
     plan = W.UniquePlan.from_captions(dataset.captions)
-    done = W._check_existing(out, fingerprint, force)  # None: new (or --force), -1: complete, k: k chunks merged
+    token_config = None if tokens is None else T.plan_tokens(encoder, plan.texts, tokens, log)
+    fingerprint = cache_fingerprint(dataset, encoder.config(), dtype, T.fingerprint_part(token_config))
+    done = W._check_existing(out, fingerprint, force, token_config)  # None: new (or --force), -1: complete, k: k chunks merged
     if done is None or done < 0:  # shards without their incomplete FILE.h5 are stale (or were merged already)
         ShardStore(out, "", ShardLayout(0, 1, 1)).remove()
     if done is not None and done < 0:
-        report = W.build_cache_report(dataset, encoder, out, dtype=dtype, log=log)  # logs "up to date"
+        report = W.build_cache_report(dataset, encoder, out, dtype=dtype, tokens=tokens, log=None)
+        log(f"cache is up to date: {out} ({report.num_captions} captions, dim {report.dim}) — use --force to rebuild")
         return RayBuildReport(**vars(report))
     if done is None:
         W._create(out, dataset, plan, encoder, fingerprint, dtype=dtype, chunk_size=chunk_size,
-                  batch_size=batch_size or 0, log=log)
+                  batch_size=batch_size or 0, tokens=token_config, log=log)
         first_chunk = 0
     else:
         W._load_fitted_state(out, encoder, log)
         first_chunk = done
     with open_hdf5(out, "r") as f:  # a resumed file keeps the chunk and batch size it was started with
         chunk_size, batch_size = int(f.attrs[L.ATTR_CHUNK_SIZE]), int(f.attrs[L.ATTR_BATCH_SIZE])
+        token_length = (T.file_config(f) or {}).get("length")
     store = ShardStore.open(out, build_key(fingerprint, encoder), len(plan.texts), chunk_size, shard_chunks, log)
     needed = store.layout.shards_from_chunk(first_chunk)
     pending = [s for s in needed if not store.is_done(s)]
@@ -237,11 +246,11 @@ def build_cache_ray(dataset, encoder, out_path, *, workers: int | None = None, a
         log(f"resuming {store.dir}: {len(needed) - len(pending)} of {len(needed)} shards already encoded")
     report = RayBuildReport(out, False, dataset.num_captions, len(plan.texts), int(encoder.dim), dtype,
                             resumed_unique=0, encoded_unique=0, seconds=0.0, num_shards=store.layout.num_shards,
-                            shards_before=len(needed) - len(pending))
+                            shards_before=len(needed) - len(pending), tokens=token_config)
     if pending:
         t0 = time.perf_counter()
         _run_pool(report, store, plan.texts, encoder, pending, workers, address, worker_cpus, batch_size, progress,
-                  log)
+                  log, token_length)
         report.encode_s = time.perf_counter() - t0
     report.partials_removed = store.sweep_partials()
     t0 = time.perf_counter()
@@ -254,7 +263,8 @@ def build_cache_ray(dataset, encoder, out_path, *, workers: int | None = None, a
     return report
 
 
-def _run_pool(report, store, texts, encoder, pending, workers, address, worker_cpus, batch_size, progress, log):
+def _run_pool(report, store, texts, encoder, pending, workers, address, worker_cpus, batch_size, progress, log,
+              token_length=None):
     """Encode the pending shards on Ray actors, a fresh actor replacing any that dies; fills report's counts."""
     from tqdm import tqdm
 
@@ -270,7 +280,7 @@ def _run_pool(report, store, texts, encoder, pending, workers, address, worker_c
         actor = ray.remote(ShardWorker).options(num_cpus=worker_cpus, max_restarts=0, max_task_retries=0,
                                                 runtime_env={"env_vars": env})
         args = (encoder.config(), encoder.state(), str(store.out), store.key,
-                (store.layout.num_unique, store.layout.chunk_size, store.layout.shard_chunks), batch_size)
+                (store.layout.num_unique, store.layout.chunk_size, store.layout.shard_chunks), batch_size, token_length)
 
         def new_actor():
             return actor.remote(*args)

@@ -4,6 +4,7 @@
         vectors = cache.embeddings()          # [N, D] float32, row i for cache.texts()[i]
         images = cache.image_index()          # [N] int64 rows in cache.image_paths()
         encoder = cache.build_encoder()       # the same encoder, for new text
+        tokens = cache.tokens()               # token states (--tokens caches; else None): cache/tokens.py
 
 Unreadable files (not HDF5, truncated, missing parts) and incomplete ones are one-line UserErrors naming the
 file and the command that fixes it.
@@ -164,6 +165,29 @@ class EmbeddingCache:
         return len(self._f[L.CAPTION_TEXT])
 
     @property
+    def token_config(self) -> dict | None:
+        """The `tokens` attribute (cache/tokens.py) of a cache built with --tokens, else None."""
+        from cache.tokens import file_config
+
+        return file_config(self._f)
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.token_config is not None and L.TOKENS_STATES in self._f
+
+    def tokens(self):
+        """cache.tokens.TokenStates (its own open handle: close it, or use `with`), or None without token states."""
+        from cache.tokens import TokenStates
+
+        return TokenStates(self.path) if self.has_tokens else None
+
+    def require_tokens(self):
+        """tokens(), or a one-line UserError naming the rebuild when the cache has no token states."""
+        from cache.tokens import TokenStates
+
+        return TokenStates(self.path)
+
+    @property
     def num_images(self) -> int:
         return len(self._f[L.IMAGE_ID])
 
@@ -271,6 +295,23 @@ class EmbeddingCache:
             encoder = self.checked_encoder()
             vectors[missing] = np.asarray(encoder.encode([texts[i] for i in missing]), np.float32)
         return vectors, int(found.sum())
+
+    def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vectors float32 [n, D], states float16 [n, L, D], lengths int32 [n]) for any texts at the cache's L:
+        stored rows where the cache holds the caption, elsewhere the cache's own checked encoder, one pass."""
+        with self.require_tokens() as tokens:
+            vectors, found = self.lookup(texts)
+            states = np.zeros((len(texts), tokens.length, tokens.dim), np.float16)
+            lengths = np.zeros(len(texts), np.int32)
+            hit = np.flatnonzero(found)
+            if len(hit):
+                states[hit], lengths[hit] = tokens.rows(np.array([self._rows_by_text[texts[i]] for i in hit]))
+        missing = np.flatnonzero(~found)
+        if len(missing):
+            new = self.checked_encoder().encode_tokens([texts[i] for i in missing], tokens.length)
+            vectors[missing], lengths[missing] = new[0], new[2]
+            states[missing] = new[1].astype(np.float16)
+        return vectors, states, lengths
 
     def checked_encoder(self):
         """build_encoder() that passed check_encoder(), built once per process for this file: generating and

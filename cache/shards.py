@@ -4,7 +4,9 @@ atomically, which ones are finished, and how the single writer reads them back i
     FILE.h5.shards/
         plan.json           {key, num_unique, chunk_size, shard_chunks}: a rerun reuses this cut
         shard-00003.npy     float32 [rows, D]: the vectors of distinct captions [lo, hi) in the unique order
-        shard-00003.done    JSON {key, shard, lo, hi, dim, bytes, sha256}: written after the .npy is in place
+        shard-00003.tokens.npz  only with --tokens: states float16 [rows, L, D], lengths int32, ids int32
+        shard-00003.done    JSON {key, shard, lo, hi, dim, bytes, sha256 (+ tokens_bytes, tokens_sha256)}: written
+                            after the .npy (and .tokens.npz) are in place
         shard-00003.npy.tmp-<host>-<pid>   a shard being written (or left by a worker that died)
 
 A shard is `shard_chunks` whole chunks of the cache (cache/writer.py CHUNK_UNIQUE distinct captions each), so
@@ -120,14 +122,20 @@ class ShardStore:
     def marker(self, s: int) -> Path:
         return self.dir / f"shard-{s:05d}.done"
 
+    def tokens_npz(self, s: int) -> Path:
+        return self.dir / f"shard-{s:05d}.tokens.npz"
+
     def is_done(self, s: int) -> bool:
         done = _read_json(self.marker(s))
         lo, hi = self.layout.shard_range(s)
+        tokens_ok = "tokens_bytes" not in done or (self.tokens_npz(s).is_file()
+                                                    and self.tokens_npz(s).stat().st_size == done["tokens_bytes"])
         return (bool(done) and done.get("key") == self.key and (done.get("lo"), done.get("hi")) == (lo, hi)
-                and self.npy(s).is_file() and self.npy(s).stat().st_size == done.get("bytes"))
+                and self.npy(s).is_file() and self.npy(s).stat().st_size == done.get("bytes") and tokens_ok)
 
-    def write(self, s: int, vectors: np.ndarray, die_halfway: bool = False) -> None:
-        """Write shard s atomically: tmp file, fsync, rename to .npy, then the done marker (also atomic)."""
+    def write(self, s: int, vectors: np.ndarray, die_halfway: bool = False, tokens: tuple | None = None) -> None:
+        """Write shard s atomically: tmp file, fsync, rename to .npy (and tokens (states, lengths, ids) to
+        .tokens.npz the same way), then the done marker (also atomic)."""
         lo, hi = self.layout.shard_range(s)
         if vectors.shape[0] != hi - lo or vectors.dtype != np.float32:
             raise RuntimeError(f"shard {s}: got {vectors.shape} {vectors.dtype}, expected ({hi - lo}, D) float32")
@@ -146,9 +154,17 @@ class ShardStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.npy(s))
         data = self.npy(s).read_bytes()
-        _write_atomic(self.marker(s), json.dumps(
-            {"key": self.key, "shard": s, "lo": lo, "hi": hi, "dim": int(vectors.shape[1]), "bytes": len(data),
-             "sha256": hashlib.sha256(data).hexdigest()}, sort_keys=True).encode())
+        record = {"key": self.key, "shard": s, "lo": lo, "hi": hi, "dim": int(vectors.shape[1]), "bytes": len(data),
+                  "sha256": hashlib.sha256(data).hexdigest()}
+        if tokens is not None:
+            import io
+
+            buffer = io.BytesIO()
+            np.savez(buffer, states=tokens[0], lengths=tokens[1], ids=tokens[2])
+            blob = buffer.getvalue()
+            _write_atomic(self.tokens_npz(s), blob)
+            record.update(tokens_bytes=len(blob), tokens_sha256=hashlib.sha256(blob).hexdigest())
+        _write_atomic(self.marker(s), json.dumps(record, sort_keys=True).encode())
 
     def read(self, s: int, dim: int) -> np.ndarray:
         """float32 [hi - lo, dim] of a finished shard, checked against its marker's size and sha256."""
@@ -165,6 +181,19 @@ class ShardStore:
             raise UserError(f"{self.npy(s)} holds {vectors.shape} {vectors.dtype}, expected ({hi - lo}, {dim}) "
                             f"float32; delete {self.marker(s)} and re-run to encode it again")
         return vectors
+
+    def read_tokens(self, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(states float16 [rows, L, D], lengths int32 [rows], ids int32 [rows, L]) of a finished shard, checked
+        against its marker's sha256."""
+        done = _read_json(self.marker(s))
+        data = self.tokens_npz(s).read_bytes() if self.is_done(s) and "tokens_sha256" in done else b""
+        if not data or hashlib.sha256(data).hexdigest() != done.get("tokens_sha256"):
+            raise UserError(f"{self.tokens_npz(s)} is missing or damaged (size/sha256 differ from its done marker); "
+                            f"delete {self.marker(s)} and re-run the same command to encode that shard again")
+        import io
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return z["states"], z["lengths"], z["ids"]
 
     def sweep_partials(self) -> int:
         """Delete temporary shard files (from workers or drivers that died mid-write); return how many."""
@@ -184,9 +213,9 @@ class ShardVectors:
 
     def __init__(self, store: ShardStore, spec: str, dim: int, first_chunk: int):
         self.store, self.spec, self.dim, self.next_chunk = store, spec, dim, first_chunk
-        self._shard, self._vectors = -1, None
+        self._shard, self._vectors, self._tokens = -1, None, None
 
-    def encode(self, texts, **_batch) -> np.ndarray:
+    def _next(self, texts, tokens: bool) -> tuple[slice, bool]:
         layout, k = self.store.layout, self.next_chunk
         lo, hi = layout.chunk_range(k)
         if len(texts) != hi - lo:
@@ -194,9 +223,22 @@ class ShardVectors:
         s = k // layout.shard_chunks
         if s != self._shard:
             self._shard, self._vectors = s, self.store.read(s, self.dim)
+            self._tokens = self.store.read_tokens(s) if tokens else None
         base = layout.shard_range(s)[0]
         self.next_chunk += 1
-        return self._vectors[lo - base : hi - base]
+        return slice(lo - base, hi - base)
+
+    def encode(self, texts, **_batch) -> np.ndarray:
+        return self._vectors[self._next(texts, tokens=False)]
+
+    def encode_tokens(self, texts, length: int, **_batch):
+        """(vectors, states, lengths, ids) of the next chunk, as HFEncoder.encode_tokens gave them on a worker."""
+        rows = self._next(texts, tokens=True)
+        states, lengths, ids = (part[rows] for part in self._tokens)
+        if states.shape[1] != length:
+            raise UserError(f"{self.store.dir}: shard {self._shard} holds token states of length {states.shape[1]}, "
+                            f"the cache wants {length}; delete that folder and re-run the same command")
+        return self._vectors[rows], states, lengths, ids
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

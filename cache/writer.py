@@ -12,6 +12,9 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
     images/path            [M]    UTF-8 str   absolute paths
     test/id, test/text     [T]    UTF-8 str   only when the dataset has held-out test captions
     encoder_state/         group             a fitted encoder's arrays (tfidf vocabulary, idf), else empty
+    tokens/states, tokens/lengths, tokens/ids  only with --tokens: [U, L, D] float16 last-layer token states of
+                                              the distinct captions in the unique order, [U] int32, [U, L] int32
+                                              (cache/tokens.py documents them and their `tokens` attribute)
 
     root attributes
     encoder         spec string, e.g. "minilm"
@@ -28,7 +31,8 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
                     batch composition can move float results in the last bits
     num_chunks      ceil(U / chunk_size)
     chunks_done     progress: chunks encoded and flushed so far; a killed run resumes at this chunk
-    cache_format    1
+    cache_format    1 (a cache with token states is still format 1: readers that do not know tokens/ ignore it)
+    tokens          only with --tokens: JSON {length, layer, dtype, padding, pooling, length_rule, truncated}
     dataset_name, dataset_root (absolute), dataset_layout
     versions        JSON {python, numpy, h5py, tensorflow, transformers (if loaded)}
     created         ISO-8601 UTC time of the first attempt (kept on resume; SOURCE_DATE_EPOCH overrides)
@@ -40,7 +44,7 @@ How a build runs: the file is first written to FILE.partial with everything exce
 indices, fitted encoder state, attributes, and captions/embedding allocated in full, zero-filled), then
 renamed to FILE. From then on HDF5 metadata never changes shape: each chunk of distinct captions is encoded
 (the encoder length-sorts its batches inside the chunk), its vectors are scattered into every caption row
-that uses them, the file is flushed, and only then is `chunks_done` advanced in place. A run killed at any
+that uses them (and with --tokens its token rows written, from the same forward pass), the file is flushed, and only then is `chunks_done` advanced in place. A run killed at any
 point (even kill -9) therefore resumes at the first unfinished chunk, and the finished file is byte-identical
 to an uninterrupted run's. Memory stays flat in N: one chunk of vectors is held at a time.
 """
@@ -61,6 +65,7 @@ import numpy as np
 
 from cache import layout as L
 from cache import reader as R
+from cache import tokens as T
 from cache.fingerprint import cache_fingerprint, encoder_config_json
 from tools.errors import UserError
 
@@ -87,6 +92,7 @@ class BuildReport:
     resumed_unique: int  # distinct captions found already encoded (resume)
     encoded_unique: int  # distinct captions encoded by this run
     seconds: float
+    tokens: dict | None = None  # the token states' config (cache/tokens.py), None for a sentence-only cache
 
     @property
     def file_bytes(self) -> int:
@@ -113,20 +119,21 @@ class UniquePlan:
 
 def build_cache(dataset, encoder, out_path, *, dtype: str = "float32", force: bool = False,
                 progress: bool = False, batch_size: int | None = None, chunk_size: int = CHUNK_UNIQUE,
-                log=print) -> Path:
+                tokens: int | str | None = None, log=print) -> Path:
     """Make `out_path` a complete cache of `dataset` under `encoder` (an unfitted TextEncoder); return its path.
 
     A complete file with the same fingerprint is left untouched (logged as up to date); an incomplete one is
     resumed; a different or unreadable one is a UserError unless force=True, which rebuilds from scratch.
     batch_size (None: the encoder's default) is passed to `encoder.encode`; log=None silences messages.
+    tokens: None (sentence vectors only), "auto" or L: also store token states (cache/tokens.py).
     """
     return build_cache_report(dataset, encoder, out_path, dtype=dtype, force=force, progress=progress,
-                              batch_size=batch_size, chunk_size=chunk_size, log=log).path
+                              batch_size=batch_size, chunk_size=chunk_size, tokens=tokens, log=log).path
 
 
 def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", force: bool = False,
                        progress: bool = False, batch_size: int | None = None, chunk_size: int = CHUNK_UNIQUE,
-                       log=print) -> BuildReport:
+                       tokens: int | str | None = None, log=print) -> BuildReport:
     """`build_cache`, returning a BuildReport instead of the path."""
     log = log or (lambda *_: None)
     out = Path(out_path)
@@ -137,35 +144,40 @@ def build_cache_report(dataset, encoder, out_path, *, dtype: str = "float32", fo
     if dataset.num_captions == 0:
         raise UserError(f"dataset {dataset.name!r} at {dataset.root} has no captions; nothing to encode")
     start = time.perf_counter()
-    fingerprint = cache_fingerprint(dataset, encoder.config(), dtype)
     plan = UniquePlan.from_captions(dataset.captions)
-    done = _check_existing(out, fingerprint, force)
+    token_config = None if tokens is None else T.plan_tokens(encoder, plan.texts, tokens, log)
+    fingerprint = cache_fingerprint(dataset, encoder.config(), dtype, T.fingerprint_part(token_config))
+    done = _check_existing(out, fingerprint, force, token_config)
     if done is None:
         _create(out, dataset, plan, encoder, fingerprint, dtype=dtype, chunk_size=chunk_size,
-                batch_size=batch_size or 0, log=log)
+                batch_size=batch_size or 0, tokens=token_config, log=log)
     elif done < 0:  # complete
         with R.EmbeddingCache.open(out) as cache:
             log(f"cache is up to date: {out} ({cache.num_captions} captions, dim {cache.dim}) "
                 f"— use --force to rebuild")
             return BuildReport(out, up_to_date=True, num_captions=cache.num_captions, num_unique=cache.num_unique,
                                dim=cache.dim, dtype=cache.dtype, resumed_unique=cache.num_unique,
-                               encoded_unique=0, seconds=time.perf_counter() - start)
+                               encoded_unique=0, seconds=time.perf_counter() - start, tokens=cache.token_config)
     else:
         _load_fitted_state(out, encoder, log)
     encoded, resumed = _encode_chunks(out, encoder, plan, progress)
     return BuildReport(out, up_to_date=False, num_captions=dataset.num_captions, num_unique=len(plan.texts),
                        dim=int(encoder.dim), dtype=dtype, resumed_unique=resumed, encoded_unique=encoded,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, tokens=token_config)
 
 
-def _check_existing(out: Path, fingerprint: str, force: bool) -> int | None:
-    """None: build from scratch; -1: complete and current; k >= 0: incomplete, k chunks already done."""
+def _check_existing(out: Path, fingerprint: str, force: bool, tokens: dict | None = None) -> int | None:
+    """None: build from scratch; -1: complete and current; k >= 0: incomplete, k chunks already done.
+    tokens: the token config this build asks for (None: none), to say how a differing file differs."""
     if not out.exists():
         return None
     if force:
         out.unlink()
         return None
     with R.EmbeddingCache.open(out, require_complete=False) as cache:  # unreadable -> UserError naming --force
+        reason = T.mismatch(cache.token_config, tokens)
+        if reason:
+            raise UserError(f"{out} cannot be reused: {reason}; use --force to rebuild it or --out to write elsewhere")
         if cache.fingerprint != fingerprint:
             raise UserError(
                 f"{out} was built from other inputs (fingerprint {cache.fingerprint[:16]} in the file, "
@@ -174,7 +186,7 @@ def _check_existing(out: Path, fingerprint: str, force: bool) -> int | None:
         return -1 if cache.complete else cache.chunks_done
 
 
-def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batch_size, log) -> None:
+def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batch_size, log, tokens=None) -> None:
     """Fit the encoder if it needs it, then write FILE.partial with everything but the vectors; rename."""
     if encoder.needs_fit:
         log(f"fitting {encoder.spec} on {dataset.num_captions} captions")
@@ -194,6 +206,8 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
             _write_strings(f, L.TEST_TEXT, dataset.test_captions or [])
         _write_state(f.create_group(L.ENCODER_STATE), encoder.state())
         _create_embedding(f, dataset.num_captions, int(encoder.dim), dtype)
+        if tokens is not None:
+            T.create_datasets(f, len(plan.texts), tokens, int(encoder.dim))
         attrs = {
             L.ATTR_ENCODER: encoder.spec,
             L.ATTR_ENCODER_CONFIG: encoder_config_json(encoder.config()),
@@ -277,11 +291,14 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tupl
         first = int(f.attrs[L.ATTR_CHUNKS_DONE])
         batch = {"batch_size": int(f.attrs[L.ATTR_BATCH_SIZE])} if f.attrs[L.ATTR_BATCH_SIZE] else {}
         embedding = f[L.CAPTION_EMBEDDING]
+        token_length = (T.file_config(f) or {}).get("length")  # None: a sentence-only cache
         bar = tqdm(total=total, initial=min(first * size, total), unit="cap", desc="encoding unique captions",
                    disable=not progress, dynamic_ncols=True, file=sys.stderr)
         for k in range(first, -(-total // size)):
             lo, hi = k * size, min((k + 1) * size, total)
-            vectors = _encode_checked(encoder, plan.texts[lo:hi], lo, batch)  # [hi-lo, D] float32
+            vectors, token_rows = _encode_checked(encoder, plan.texts[lo:hi], lo, batch, token_length)  # [hi-lo, D]
+            if token_rows is not None:
+                T.write_chunk(f, lo, *token_rows)
             a, b = np.searchsorted(sorted_unique, [lo, hi])
             rows = np.sort(by_unique[a:b])  # caption rows whose text is in this chunk (HDF5 wants them sorted)
             for i in range(0, len(rows), SCATTER_ROWS):
@@ -299,8 +316,16 @@ def _encode_chunks(out: Path, encoder, plan: UniquePlan, progress: bool) -> tupl
     return total - resumed, resumed
 
 
-def _encode_checked(encoder, texts: list[str], offset: int, batch: dict) -> np.ndarray:
-    vectors = np.asarray(encoder.encode(texts, **batch))
+def _encode_checked(encoder, texts: list[str], offset: int, batch: dict, token_length: int | None = None):
+    """(vectors float32 [n, D], None) or, with token_length, (vectors, (states f16 [n, L, D], lengths, ids)),
+    checked for shape and finiteness."""
+    token_rows = None
+    if token_length is None:
+        vectors = np.asarray(encoder.encode(texts, **batch))
+    else:  # one forward pass gives both
+        vectors, *rows = encoder.encode_tokens(texts, token_length, **batch)
+        token_rows = T.check_chunk(encoder.spec, texts, offset, token_length, int(encoder.dim), *rows)
+        vectors = np.asarray(vectors)
     if vectors.shape != (len(texts), int(encoder.dim)):
         raise RuntimeError(f"encoder {encoder.spec} returned shape {vectors.shape} for {len(texts)} texts, "
                            f"expected ({len(texts)}, {encoder.dim})")
@@ -308,7 +333,7 @@ def _encode_checked(encoder, texts: list[str], offset: int, batch: dict) -> np.n
         bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
         raise RuntimeError(f"encoder {encoder.spec} returned a non-finite vector for {texts[bad]!r} "
                            f"(unique caption {offset + bad})")
-    return vectors.astype(np.float32, copy=False)
+    return vectors.astype(np.float32, copy=False), token_rows
 
 
 def _test_kill_hook(stage: str, chunk: int) -> None:

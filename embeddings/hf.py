@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from embeddings.common import BatchedEncoder, Option, canonical_spec, is_remote, pool, require, resolve_options
+from embeddings.common import (BatchedEncoder, Option, as_text_list, batch_order, canonical_spec, dedup, is_remote,
+                               l2_normalize, pool, require, resolve_options)
 from tools.errors import UserError
 
 OPTIONS = {
@@ -187,6 +188,7 @@ class HFEncoder(BatchedEncoder):
             self._fast = BertForward(model, "bfloat16")
             self.batch_size = 64  # measured: bf16 64 > 128 and > 32 (oneDNN, 2 cores)
         self._compiled = self._compile()
+        self._compiled_tokens = None  # encode_tokens' graph, traced on first use
         self._run_batch(self._prepare(["probe"])[0], compiled=True)  # trace once now; fails early on bad pooling
 
     def _check_loading(self, loading: dict) -> None:
@@ -201,10 +203,15 @@ class HFEncoder(BatchedEncoder):
 
     def _forward(self, ids, mask):
         """ids, mask [B, T] int32 -> [B, H] pooled (unnormalised)."""
+        return self._forward_tokens(ids, mask)[0]
+
+    def _forward_tokens(self, ids, mask):
+        """ids, mask [B, T] int32 -> ([B, H] pooled (unnormalised), [B, T, H] last-layer token states)."""
         import tensorflow as tf
 
         if self._fast is not None:
-            return pool(self._fast(ids, mask), mask, self.pooling)
+            hidden = self._fast(ids, mask)
+            return pool(hidden, mask, self.pooling), hidden
         kwargs = {"input_ids": ids, "attention_mask": mask, "training": False}
         if self._token_types:
             kwargs["token_type_ids"] = tf.zeros_like(ids)
@@ -212,29 +219,70 @@ class HFEncoder(BatchedEncoder):
         pooled = getattr(out, "pooler_output", None)
         if self.pooling == "pooler" and pooled is None:
             raise UserError(f"{self.family}: '{self.source}' has no pooler output — use pooling=mean or cls")
-        return pool(out.last_hidden_state, mask, self.pooling, pooled)
+        return pool(out.last_hidden_state, mask, self.pooling, pooled), out.last_hidden_state
 
-    def _compile(self):
+    def _compile(self, fn=None):
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, None], tf.int32)
-        return tf.function(self._forward, input_signature=[spec, spec])
+        return tf.function(fn or self._forward, input_signature=[spec, spec])
 
     def _prepare(self, texts):
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         return ids, [len(x) for x in ids]
 
-    def _run_batch(self, items, compiled):
-        import tensorflow as tf
-
+    def _pad(self, items) -> tuple[np.ndarray, np.ndarray]:
+        """Token id lists -> ids, mask [b, T] int32, right-padded to the longest."""
         width = max(len(x) for x in items)
         ids = np.full((len(items), width), self._pad_id, dtype=np.int32)  # [b, T]
         mask = np.zeros((len(items), width), dtype=np.int32)
         for row, x in enumerate(items):
             ids[row, : len(x)] = x
             mask[row, : len(x)] = 1
+        return ids, mask
+
+    def _run_batch(self, items, compiled):
+        import tensorflow as tf
+
+        ids, mask = self._pad(items)
         fn = self._compiled if compiled else self._forward
         return fn(tf.constant(ids), tf.constant(mask)).numpy()
+
+    def token_lengths(self, texts) -> np.ndarray:
+        """int32 [n]: tokens each text gives the model (special tokens included, cut at max_length)."""
+        return np.asarray(self._prepare(as_text_list(texts))[1], dtype=np.int32)
+
+    def encode_tokens(self, texts, length: int, *, batch_size: int | None = None):
+        """Sentence vectors and last-layer token states from ONE forward pass per length-sorted batch.
+
+        Returns (vectors float32 [n, D], byte-equal to encode(texts, batch_size=...); states float32 [n, L, D],
+        zeros beyond each length; lengths int32 [n] = min(tokens, L); ids int32 [n, L], pad id beyond length).
+        The states are every token the pooling sees ([CLS]/[SEP] included) up to L; a longer text's vector
+        still pools all of its tokens (up to max_length), its states keep the first L.
+        """
+        import tensorflow as tf
+
+        texts, size = as_text_list(texts), int(length)
+        uniq, inverse = dedup(texts)
+        n = len(uniq)
+        vectors = np.zeros((n, self.dim), np.float32)
+        states = np.zeros((n, size, self.dim), np.float32)  # [n, L, D]
+        ids = np.full((n, size), self._pad_id, np.int32)  # [n, L]
+        items, counts = self._prepare(uniq) if uniq else ([], [])
+        lengths = np.minimum(np.asarray(counts, np.int64), size).astype(np.int32)
+        if self._compiled_tokens is None:
+            self._compiled_tokens = self._compile(self._forward_tokens)
+        for idx in batch_order(counts, batch_size or self.batch_size, True):  # the batches encode() runs
+            batch_ids, mask = self._pad([items[i] for i in idx])
+            pooled, hidden = self._compiled_tokens(tf.constant(batch_ids), tf.constant(mask))
+            vectors[idx] = pooled.numpy()
+            width = min(size, batch_ids.shape[1])
+            states[idx, :width] = hidden.numpy()[:, :width]
+            ids[idx, :width] = batch_ids[:, :width]
+        states[np.arange(size)[None, :] >= lengths[:, None]] = 0.0  # batch padding is not a token
+        if self.normalize:
+            vectors = l2_normalize(vectors)
+        return vectors[inverse], states[inverse], lengths[inverse], ids[inverse]
 
     def config(self) -> dict:
         # precision is listed only when it is not the default, so float32 configs (and the fingerprints of the
