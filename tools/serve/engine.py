@@ -20,7 +20,8 @@ import numpy as np
 
 from tools.serve.limits import GenerateJob
 
-MEMO_TEXTS = 4096  # encoded new captions kept in memory
+MEMO_TEXTS = 4096  # encoded new captions kept in memory (1.5 MB of 384-d vectors)
+MEMO_BYTES = 64 << 20  # and at most this much: a dfgan-words row holds its token states too (~50 KB at L 32)
 EXAMPLES = 8  # example captions offered on the page
 
 
@@ -71,7 +72,8 @@ class Engine:
                     examples=self.examples)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """float32 [T, D] for distinct texts in one encoder call; returns (vectors, how many were reused)."""
+        """float32 [T, D] for distinct texts in one encoder call (packed rows for an arch that reads words:
+        gan/words.py); returns (vectors, how many were reused)."""
         from tools.generation import encode_texts
 
         new = [t for t in texts if t not in self._memo]
@@ -82,7 +84,8 @@ class Engine:
         out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.cfg.cache.dim), np.float32)
         for t in texts:
             self._memo.move_to_end(t)
-        while len(self._memo) > MEMO_TEXTS:
+        row_bytes = out[0].nbytes if len(out) else 1
+        while len(self._memo) > min(MEMO_TEXTS, max(1, MEMO_BYTES // row_bytes)):
             self._memo.popitem(last=False)
         reused = len(texts) - len(new) + (vectors.reused if new else 0)
         return out, reused
