@@ -13,7 +13,8 @@ carries across a busy machine; absolute ms/step do not. On a machine shared with
 Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from the layer shapes):
   plain      tf.function(trainer.train_step) in float32, as train_gan.py calls it (dfgan: MA-GP on every step)
   xla        the same with jit_compile=True on the whole step
-  lazy4      MA-GP every 4th step: mean over a cycle of penalty=True once and penalty=False 3×
+  lazy4      MA-GP every 4th step: mean over a cycle of penalty=True once and penalty=False 3× (every arch of
+             --archs: the recipe's cycle, magp_every=4)
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
   contrast   dfgan with the batch contrastive term toggled (the preset has it on: the row is the step without it)
@@ -120,11 +121,11 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
         if "bf16" in args.variants:
             tr, st = build_step(cfg, vocab_size, policy="mixed_bfloat16")
             rows.append(step_row("arch", arch, "mixed_bfloat16 (bf16 peak)", cfg, tr, st, batches, args.warmup))
-        if arch != args.arch:
-            continue
-        if "lazy4" in args.variants and cfg.loss == "magp":
+        if "lazy4" in args.variants and cfg.loss == "magp":  # every arch: the recipe's cycle
             rows.append(step_row("arch", arch, f"lazy MA-GP (1 in {LAZY_EVERY})", cfg, trainer, step, batches,
                                  args.warmup, (True,) + (False,) * (LAZY_EVERY - 1)))
+        if arch != args.arch:
+            continue
         if "nogp" in args.variants and cfg.loss == "magp":
             rows.append(step_row("arch", arch, "no MA-GP (penalty=False)", cfg, trainer, step, batches, args.warmup,
                                  (False,)))
