@@ -29,7 +29,7 @@ def test_binding_scores_golden():
     pred = {"petal_color": np.array([p for p, _ in shown]), "center_color": np.array([c for _, c in shown])}
     s = binding_scores(pred, ROWS, samples=2)
     assert s == {"accuracy": 5 / 8, "pair_accuracy": 2 / 4, "petal_color": 6 / 8, "center_color": 5 / 8,
-                 "swapped": 2 / 8, "held_out": 2 / 4, "n_pairs": 2, "n_held_out": 1, "samples": 2}
+                 "swapped": 2 / 8, "alike": 1 / 4, "held_out": 2 / 4, "n_pairs": 2, "n_held_out": 1, "samples": 2}
     with pytest.raises(ValueError, match="want 4 captions x 3 samples"):
         binding_scores(pred, ROWS, samples=3)
 
@@ -43,15 +43,17 @@ def pairs():
 def test_real_flowers_bind_and_a_sentence_blind_generator_does_not(pairs):
     rows, real = pairs
     perfect = binding_scores(judge_colours(real, pixel=True), rows, 1)
-    assert (perfect["accuracy"], perfect["pair_accuracy"], perfect["swapped"], perfect["held_out"]) == (1.0, 1.0, 0.0, 1.0)
+    assert (perfect["accuracy"], perfect["pair_accuracy"], perfect["swapped"], perfect["alike"], perfect["held_out"]) == \
+        (1.0, 1.0, 0.0, 0.0, 1.0)
     assert (perfect["n_pairs"], perfect["n_held_out"]) == (118, 92)
     # a generator that cannot tell the members apart draws member a's flower for both: one of two right, no pair
     blind = real.copy()
     blind[1::2] = real[0::2]
     s = binding_scores(judge_colours(blind, pixel=True), rows, 1)
-    assert (s["accuracy"], s["pair_accuracy"], s["swapped"], s["petal_color"], s["center_color"]) == (0.5, 0.0, 0.5, 0.5, 0.5)
+    assert (s["accuracy"], s["pair_accuracy"], s["swapped"], s["alike"], s["petal_color"], s["center_color"]) == \
+        (0.5, 0.0, 0.5, 1.0, 0.5, 0.5)
     labels = [label for label, _, _ in table_rows({**s, "real": perfect})]
-    assert labels[0] == "binding accuracy (swap pairs)" and len(labels) == 5
+    assert labels[0] == "binding accuracy (swap pairs)" and len(labels) == 7
 
 
 def _write(tmp_path, rows) -> str:
@@ -99,7 +101,7 @@ def test_evaluate_run_draws_both_members_with_the_same_noise(tmp_path):
         for k in range(3):
             np.testing.assert_array_equal(load_rgb(folder / f"inference_{pair}a_{k}.png", 64),
                                           load_rgb(folder / f"inference_{pair}b_{k}.png", 64))
-    assert b["pair_accuracy"] == 0.0 and b["n_pairs"] == 2 and b["samples"] == 3
+    assert (b["pair_accuracy"], b["alike"], b["n_pairs"], b["samples"]) == (0.0, 1.0, 2, 3)
     assert b["real"]["accuracy"] == 1.0 and b["judge"] == "pixel check"
     assert b["accuracy"] <= 0.5  # identical images: at most one member of each (pair, sample) right
     with pytest.raises(UserError, match="--swap-samples 0: must be >= 1"):

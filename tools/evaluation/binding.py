@@ -13,6 +13,7 @@ nearly the same input, so a generator reading it can at best draw one of them ri
   pair_accuracy  both images of a (pair, noise sample) right: the pair told apart; 0 for such a generator
   petal_color, center_color   each colour alone right
   swapped        the image shows the partner's colours (petals and centre exchanged)
+  alike          member a's and member b's image of a (pair, noise sample) show the same two colours
   held_out       accuracy over the pairs neither of whose captions is a training caption
 The judge is the shared attribute classifier (or, with tools/evaluate.py --pixel, the pixel check).
 """
@@ -87,11 +88,12 @@ def binding_scores(predicted: dict[str, np.ndarray], rows: list[dict], samples: 
                "center_color": np.array([value_index("center_color", r["petal_color"]) for r in rows])}  # [M]
     swapped = (got["petal_color"] == partner["petal_color"][:, None]) & (got["center_color"] == partner["center_color"][:, None])
     pair_both = both[0::2] & both[1::2]  # [P, K]: member a and b of (pair, k), same noise
+    alike = (got["petal_color"][0::2] == got["petal_color"][1::2]) & (got["center_color"][0::2] == got["center_color"][1::2])
     held = np.array([not (a.get("in_training") or b.get("in_training")) for a, b in zip(rows[0::2], rows[1::2])])
     return {
         "accuracy": float(both.mean()), "pair_accuracy": float(pair_both.mean()),
         "petal_color": float(right["petal_color"].mean()), "center_color": float(right["center_color"].mean()),
-        "swapped": float(swapped.mean()),
+        "swapped": float(swapped.mean()), "alike": float(alike.mean()),
         "held_out": float(both.reshape(-1, 2 * k)[held].mean()) if held.any() else None,  # [P, 2K] rows of pairs
         "n_pairs": m // 2, "n_held_out": int(held.sum()), "samples": k,
     }
@@ -181,4 +183,6 @@ def table_rows(b: dict) -> list[tuple[str, float | None, float | None]]:
             ("binding, both members of a pair", b["pair_accuracy"], real.get("pair_accuracy")),
             ("binding, petal colour", b["petal_color"], real.get("petal_color")),
             ("binding, centre colour", b["center_color"], real.get("center_color")),
+            ("binding, partner's colours shown", b.get("swapped"), real.get("swapped")),
+            ("binding, both members alike", b.get("alike"), real.get("alike")),
             ("binding, held-out pairs only", b["held_out"], real.get("held_out"))]
