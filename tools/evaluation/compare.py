@@ -192,7 +192,7 @@ def run_comparison(arms: list[Arm], plan: Plan, log=print) -> dict:
     state["evaluation"]["captions"] = str(captions) if captions else "the dataset's held-out test captions"
     for i, arm in enumerate(arms, 1):
         entry = state["arms"].setdefault(arm.name, {})
-        entry.update(spec=arm.spec, overrides=arm.overrides)
+        entry.update(spec=arm.spec, overrides=arm.overrides, cache_options=arm.cache_options)
         _run_arm(arm, plan, entry, attributes, captions, lambda msg: log(f"[{i}/{len(arms)} {arm.name}] {msg}"),
                  lambda: save_state(plan.out, state))
     return state
