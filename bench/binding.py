@@ -22,6 +22,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
+import numpy as np  # noqa: E402
+
 from tools.errors import UserError, run_cli  # noqa: E402
 
 NOTES = "<!-- notes -->"
@@ -56,7 +58,30 @@ def evaluate(label: str, run: Path, args) -> dict:
     m = json.loads(out.read_text(encoding="utf-8"))
     if not m.get("binding"):
         raise UserError(f"--runs {label}={run}: no binding rows (is its dataset a synthetic-flowers folder?)")
-    return {"metrics": m, "steps": step, "run_dir": str(run)}
+    return {"metrics": m, "steps": step, "run_dir": str(run), "cosine": pair_cosine(run, Path(m["binding"]["pairs"]))}
+
+
+def pair_cosine(run: Path, pairs: Path) -> dict | None:
+    """Cosine between the two members' text vectors under the run's own encoder (what a sentence-level G reads):
+    {"mean", "min", "max"} over the pairs; None for an arch that reads raw texts (ta80)."""
+    from gan.archs import get_arch
+    from gan.run_dir import load_config
+    from tools.evaluation.binding import load_swap_pairs
+    from tools.generation import encode_texts, open_run_cache
+
+    cfg = load_config(run)
+    if get_arch(cfg.arch).reads == "texts":
+        return None
+    rows = load_swap_pairs(pairs)
+    cache = open_run_cache(cfg, run)
+    try:
+        v = encode_texts(cfg, cache, [r["caption"] for r in rows]).vectors  # [2P, D]
+    finally:
+        if cache is not None:
+            cache.close()
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    cos = np.sum(v[0::2] * v[1::2], axis=1)  # [P]
+    return {"mean": float(cos.mean()), "min": float(cos.min()), "max": float(cos.max())}
 
 
 def table(entries: dict[str, dict]) -> tuple[str, list[dict]]:
@@ -71,9 +96,9 @@ def table(entries: dict[str, dict]) -> tuple[str, list[dict]]:
     lines = ["| metric | " + " | ".join(f"{lab} (step {entries[lab]['steps']})" for lab in labels) +
              " | real reference |", "|---" * (len(labels) + 2) + "|"]
     records = []
-    for k in order:
-        label, _, real = first[k]
-        values = [rows[lab][k][1] for lab in labels]
+    cosine = ("text-vector cosine of a pair's two captions (mean)", None,
+              [(entries[lab].get("cosine") or {}).get("mean") for lab in labels])
+    for label, real, values in [(*first[k][::2], [rows[lab][k][1] for lab in labels]) for k in order] + [cosine]:
         d = next((v for key, v in METRIC_DIGITS.items() if label.startswith(key)), 3)
         lines.append(f"| {label} | " + " | ".join(_f(v, d) for v in values) + f" | {_f(real, d)} |")
         records.append({"metric": label, **dict(zip(labels, values)), "real": real})
@@ -115,7 +140,8 @@ def main(argv=None) -> int:
               f"by the {b['judge']}; test captions x {args.n_per_caption} samples; seed {args.seed}. "
               f"Grid: `{png.name}`.\n\n")
     write_results(md, header, text)
-    js.write_text(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"]}
+    js.write_text(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"],
+                                                          "pair_cosine": e["cosine"]}
                                                       for k, e in entries.items()},
                               "table": records, "metrics": {k: e["metrics"] for k, e in entries.items()}},
                              indent=2) + "\n", encoding="utf-8")

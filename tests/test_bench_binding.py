@@ -4,7 +4,8 @@ from tests.test_bench_quality import _entry
 
 
 def test_binding_rows_come_first_with_every_other_metric_after_them():
-    entries = {"dfgan-minilm": {**_entry(0.97, 0.5), "steps": 5000}, "dfgan-words": {**_entry(0.96, 0.9), "steps": 4500}}
+    entries = {"dfgan-minilm": {**_entry(0.97, 0.5), "steps": 5000, "cosine": {"mean": 0.9931}},
+               "dfgan-words": {**_entry(0.96, 0.9), "steps": 4500, "cosine": None}}
     text, records = binding.table(entries)
     lines = text.splitlines()
     assert lines[0] == "| metric | dfgan-minilm (step 5000) | dfgan-words (step 4500) | real reference |"
@@ -12,6 +13,7 @@ def test_binding_rows_come_first_with_every_other_metric_after_them():
     assert lines[3] == "| binding, both members of a pair | 0.250 | 0.450 | 1.000 |"
     assert lines[9].startswith("| petal_color accuracy | 0.970 | 0.960 |")
     assert "| FID | 100.00 | 100.00 | 2.01 |" in lines and not any("ms/step" in x for x in lines)
+    assert lines[-1] == "| text-vector cosine of a pair's two captions (mean) | 0.993 | - | - |"
     assert [r["metric"] for r in records][:7] == [x.split(" | ")[0][2:] for x in lines[2:9]]
 
 
