@@ -159,12 +159,8 @@ def generate_for_run(args) -> None:
     args.cache = args.cache or Path(cfg.cache.path)
     from gan.run_dir import find_checkpoint
 
-    if args.swap_pairs is None and not args.no_binding and args.dataset is not None \
-            and (Path(args.dataset) / "attributes.jsonl").is_file():
-        from tools.evaluation.binding import DEFAULT_PAIRS
-
-        args.swap_pairs = DEFAULT_PAIRS if DEFAULT_PAIRS.is_file() else None
     step = int(find_checkpoint(args.run, args.checkpoint).rsplit("-", 1)[-1])
+    args.checkpoint = step  # the test captions and the swap pairs from one checkpoint, while training goes on
     noise = "" if args.ca_noise is None or args.ca_noise == cfg.ca_noise else f"_ca{args.ca_noise:g}"
     args.images = args.run / "eval" / (f"step_{step:06d}" + ("" if args.weights == "auto" else f"_{args.weights}")
                                        + noise)
@@ -173,15 +169,24 @@ def generate_for_run(args) -> None:
         checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed,
         ca_noise=args.ca_noise, fmt="png"))
     print(report.summary())
-    if args.swap_pairs is not None and not args.no_binding:
-        from tools.evaluation.binding import SUBFOLDER, generate_swap_images, load_swap_pairs
-
-        for r in generate_swap_images(args.run, args.images / SUBFOLDER, load_swap_pairs(args.swap_pairs),
-                                      args.swap_samples, args.seed, checkpoint=args.checkpoint, weights=args.weights,
-                                      ca_noise=args.ca_noise):
-            print(r.summary())
+    draw_swap_pairs(args)
     args.sampling = {"ca_noise": report.ca_noise, "weights": args.weights}
     args.out = args.out or args.run / ("pixel_check.json" if args.pixel else "metrics.json")
+
+
+def draw_swap_pairs(args) -> None:
+    """--run: the swap pairs' images into IMAGES/swap_pairs/ (default pairs on a synthetic-flowers dataset)."""
+    from tools.evaluation.binding import DEFAULT_PAIRS, SUBFOLDER, generate_swap_images, load_swap_pairs
+
+    synthetic = args.dataset is not None and (Path(args.dataset) / "attributes.jsonl").is_file()
+    if args.swap_pairs is None and synthetic and DEFAULT_PAIRS.is_file():
+        args.swap_pairs = DEFAULT_PAIRS
+    if args.swap_pairs is None or args.no_binding:
+        return
+    for r in generate_swap_images(args.run, args.images / SUBFOLDER, load_swap_pairs(args.swap_pairs),
+                                  args.swap_samples, args.seed, checkpoint=args.checkpoint, weights=args.weights,
+                                  ca_noise=args.ca_noise):
+        print(r.summary())
 
 
 def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int:
