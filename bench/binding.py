@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,14 @@ import numpy as np  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
 NOTES = "<!-- notes -->"
+# an absolute path up to its first runs/, data/, cache/ or bench/ folder: results name paths as a checkout sees them
+_MACHINE_PREFIX = re.compile(r"(?<![\w.:/~-])/(?:[\w.+-]+/)*?((?:runs|data|cache|bench)/)")
+
+
+def portable(text: str) -> str:
+    """Text with the repository's own path, and any absolute path's part before runs/, data/, cache/ or bench/,
+    dropped ("/srv/x/runs/baseline/00001-a" -> "runs/baseline/00001-a"): the results cite no machine's folders."""
+    return _MACHINE_PREFIX.sub(r"\1", text.replace(str(REPO) + "/", ""))
 
 
 def parse_args(argv=None):
@@ -139,12 +148,12 @@ def main(argv=None) -> int:
               f".\n{b['n_pairs']} swap pairs ({b['n_held_out']} held out) x {b['samples']} samples per caption, judged "
               f"by the {b['judge']}; test captions x {args.n_per_caption} samples; seed {args.seed}. "
               f"Grid: `{png.name}`.\n\n")
-    write_results(md, header, text)
-    js.write_text(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"],
+    write_results(md, portable(header), text)
+    js.write_text(portable(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"],
                                                           "pair_cosine": e["cosine"]}
                                                       for k, e in entries.items()},
                               "table": records, "metrics": {k: e["metrics"] for k, e in entries.items()}},
-                             indent=2) + "\n", encoding="utf-8")
+                             indent=2)) + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {md}, {js} and {png}")
     return 0

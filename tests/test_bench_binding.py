@@ -23,3 +23,9 @@ def test_a_rewrite_keeps_what_stands_below_the_notes_line(tmp_path):
     md.write_text(md.read_text() + "the sentence arm cannot bind: half of each pair\n")
     binding.write_results(md, "# new\n\n", "| b |")
     assert md.read_text() == "# new\n\n| b |\n\n<!-- notes -->\nthe sentence arm cannot bind: half of each pair\n"
+
+
+def test_results_cite_no_machine_folder():
+    text = f"--runs a=/srv/me/runs/baseline/00001-x,b={binding.REPO}/runs/bench/00002-y data /opt/w/data/sf/a.jsonl"
+    assert binding.portable(text) == "--runs a=runs/baseline/00001-x,b=runs/bench/00002-y data data/sf/a.jsonl"
+    assert binding.portable("https://host/x/data/y") == "https://host/x/data/y"  # a URL is no machine path
