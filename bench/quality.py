@@ -8,7 +8,10 @@
 
 (a) stackgan: StackGAN-I on the MiniLM cache (the default before dfgan)   (b) dfgan-minilm: --arch dfgan, MiniLM
 (c) dfgan-tfidf: --arch dfgan on the TF-IDF cache   (d) ta80: the course baseline (dense G/D, GRU text encoder
-trained in the loop on raw captions)
+trained in the loop on raw captions)   (e) dfgan-words: --arch dfgan-words (word attention, issue 30) on a MiniLM cache
+built with --tokens (its own file, cache/<dataset>-minilm-tokens.h5)
+The table's binding rows score the attribute-swap pairs (bench/data/swap_pairs.jsonl: petal and centre colour
+exchanged; tools/evaluation/binding.py).
 The step budget is the unit of comparison: it means the same on every machine. Minutes and ms/step are reported
 beside it (they depend on the machine: quote lscpu with them).
 Same budget and seed for each, evaluated on the set's held-out test captions (tools/evaluate.py --run); one
@@ -29,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 from bench.machine import machine  # noqa: E402
 from tools.errors import UserError, run_cli  # noqa: E402
 
-ARMS = ("stackgan", "dfgan-minilm", "dfgan-tfidf", "ta80")
+ARMS = ("stackgan", "dfgan-minilm", "dfgan-tfidf", "ta80", "dfgan-words")
 DEFAULT_STEPS = 5000
 KEEP_CHECKPOINTS = 1000  # all of them: 11 at the cpu preset's ckpt_every 500 (10 MB each at ngf = ndf = 32)
 ARM_SPECS = {  # arm -> (encoder spec of its cache, GAN options of the arm)
@@ -37,7 +40,9 @@ ARM_SPECS = {  # arm -> (encoder spec of its cache, GAN options of the arm)
     "dfgan-minilm": ("minilm", {"arch": "dfgan"}),
     "dfgan-tfidf": ("tfidf", {"arch": "dfgan"}),
     "ta80": ("minilm", {"arch": "ta80"}),  # ta80 reads the raw captions of the cache
+    "dfgan-words": ("minilm", {"arch": "dfgan-words"}),  # reads the token states too (ARM_CACHE)
 }
+ARM_CACHE = {"dfgan-words": {"tokens": "auto"}}  # arm -> build_cache options of its cache (default: none)
 
 
 def parse_args(argv=None):
@@ -108,6 +113,8 @@ def table(state: dict, arms: list[str]) -> tuple[str, list[dict]]:
     with_metrics = next((arm for arm in arms if state["arms"][arm].get("metrics")), arms[0])
     for k, (label, _, real) in enumerate(rows[with_metrics]):  # the real references are the same for every arm
         values = [rows[arm][k][1] for arm in arms]
+        # ... but an arm measured before a row existed (the binding rows) has none: take another arm's
+        real = next((rows[arm][k][2] for arm in arms if rows[arm][k][2] is not None), real)
         lines.append(f"| {label} | " + " | ".join(_f(v, digits.get(label, 3)) for v in values) +
                      f" | {_f(real, digits.get(label, 3))} |")
         records.append({"metric": label, **dict(zip(arms, values)), "real": real})
@@ -145,7 +152,7 @@ def main(argv=None) -> int:
     # every checkpoint is kept (a cosmetic option: finished runs still match), so bench/ablation.py can read step 2 000
     train = {"keep_checkpoints": KEEP_CHECKPOINTS, **parse_set(args.set), **budget(args, runs), "seed": args.seed}
     # the linear probe is compare_encoders' question; the benchmark measures the GANs only
-    arms = [Arm(name, *ARM_SPECS[name], probe=False) for name in chosen]
+    arms = [Arm(name, *ARM_SPECS[name], probe=False, cache_options=ARM_CACHE.get(name, {})) for name in chosen]
     plan = Plan(load_dataset(args.data), args.out, train=train, n_per_caption=args.n_per_caption, seed=args.seed,
                 runs=runs, train_run=train_run)
     print(f"quality benchmark: budget {train} per arm; runs in {args.out}")

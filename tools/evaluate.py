@@ -6,7 +6,9 @@
 
 --run generates --n-per-caption images for each held-out test caption of the run's dataset (with the run's
 own encoder and latest checkpoint) into RUN_DIR/eval/step_XXXXXX/, evaluates them, and writes
-RUN_DIR/metrics.json. --images evaluates a folder you generated yourself.
+RUN_DIR/metrics.json. --images evaluates a folder you generated yourself. On a synthetic-flowers dataset --run
+also draws the attribute-swap caption pairs (bench/data/swap_pairs.jsonl; --swap-pairs) into .../swap_pairs/ and
+reports binding accuracy: both colours on the part the caption names (tools/evaluation/binding.py).
 
 Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.png|jpg` (k-th noise sample),
 matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
@@ -75,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--pixel", action="store_true",
                    help="synthetic flowers only: petal and centre colour read from the pixels (palette and geometry of "
                         "the set), no classifier or matcher to train: seconds; what make demo prints")
+    o.add_argument("--swap-pairs", type=Path, metavar="FILE", help="attribute-swap caption pairs scored for binding "
+                   "(default with --run on a synthetic-flowers dataset: bench/data/swap_pairs.jsonl; with --images "
+                   "only when given, images read from IMAGES/swap_pairs/)")
+    o.add_argument("--swap-samples", type=int, default=4, metavar="K", help="noise samples per swap-pair caption, "
+                   "shared by both members of a pair (default 4)")
+    o.add_argument("--no-binding", action="store_true", help="leave out the swap pairs and the binding rows")
     o.add_argument("--quick", action="store_true", help="leave out both R-precisions (their matchers train on first "
                                                         "use, minutes on a CPU): attributes, FID, IS, diversity only")
     return p.parse_args(argv)
@@ -152,6 +160,7 @@ def generate_for_run(args) -> None:
     from gan.run_dir import find_checkpoint
 
     step = int(find_checkpoint(args.run, args.checkpoint).rsplit("-", 1)[-1])
+    args.checkpoint = step  # the test captions and the swap pairs from one checkpoint, while training goes on
     noise = "" if args.ca_noise is None or args.ca_noise == cfg.ca_noise else f"_ca{args.ca_noise:g}"
     args.images = args.run / "eval" / (f"step_{step:06d}" + ("" if args.weights == "auto" else f"_{args.weights}")
                                        + noise)
@@ -160,8 +169,24 @@ def generate_for_run(args) -> None:
         checkpoint=args.checkpoint, weights=args.weights, n_per_caption=args.n_per_caption, seed=args.seed,
         ca_noise=args.ca_noise, fmt="png"))
     print(report.summary())
+    draw_swap_pairs(args)
     args.sampling = {"ca_noise": report.ca_noise, "weights": args.weights}
     args.out = args.out or args.run / ("pixel_check.json" if args.pixel else "metrics.json")
+
+
+def draw_swap_pairs(args) -> None:
+    """--run: the swap pairs' images into IMAGES/swap_pairs/ (default pairs on a synthetic-flowers dataset)."""
+    from tools.evaluation.binding import DEFAULT_PAIRS, SUBFOLDER, generate_swap_images, load_swap_pairs
+
+    synthetic = args.dataset is not None and (Path(args.dataset) / "attributes.jsonl").is_file()
+    if args.swap_pairs is None and synthetic and DEFAULT_PAIRS.is_file():
+        args.swap_pairs = DEFAULT_PAIRS
+    if args.swap_pairs is None or args.no_binding:
+        return
+    for r in generate_swap_images(args.run, args.images / SUBFOLDER, load_swap_pairs(args.swap_pairs),
+                                  args.swap_samples, args.seed, checkpoint=args.checkpoint, weights=args.weights,
+                                  ca_noise=args.ca_noise):
+        print(r.summary())
 
 
 def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int:
@@ -169,6 +194,7 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
     import numpy as np
 
     from tools.evaluation.pixel_check import ATTRIBUTES, pixel_accuracy
+    from tools.evaluation.binding import table_rows as binding_rows
     from tools.evaluation.report import METRICS_VERSION, format_confusions, named_attributes
 
     ids = [i for i in images if len(images[i])]
@@ -188,6 +214,10 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
         print(f"{a + ' accuracy (n=' + str(acc[a]['count']) + ')':<38} {'-' if v is None else f'{v:9.3f}'}  {chance[a]:.2f}")
     for line in format_confusions(acc):
         print(line)
+    if (binding := _binding(args)) is not None:
+        metrics["binding"] = binding
+        for label, value, real in binding_rows(binding):
+            print(f"{label:<38} {'-' if value is None else f'{value:9.3f}'}  {real:.2f} real")
     print(f"{len(ids)} captions x {len(stack) / len(ids):g} samples; real flowers score 1.000 on this check")
     out = args.out or args.images / "pixel_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,8 +226,24 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
     return 0
 
 
+def _binding(args) -> dict | None:
+    """The binding scores of IMAGES/swap_pairs/ (tools/evaluation/binding.py), or None when not asked for."""
+    if args.swap_pairs is None or args.no_binding:
+        return None
+    from tools.evaluation.binding import SUBFOLDER, binding_report
+
+    clf = None
+    if not args.pixel:
+        from tools.evaluation.attribute_classifier import load_or_train
+
+        clf = load_or_train(args.classifier_dir)
+    return binding_report(args.images / SUBFOLDER, args.swap_pairs, args.swap_samples, clf, pixel=args.pixel)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.swap_samples < 1:
+        raise UserError(f"--swap-samples {args.swap_samples}: must be >= 1 (noise samples per swap-pair caption)")
     if args.run is not None:
         generate_for_run(args)
     captions_path = args.captions or (args.dataset / "test_captions.jsonl" if args.dataset else None)
@@ -219,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
     if args.run is not None:
         metrics["sampling"] = args.sampling  # how generate_for_run drew the images
+    if (binding := _binding(args)) is not None:
+        metrics["binding"] = binding
     out = args.out or args.images / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")

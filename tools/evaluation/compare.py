@@ -40,6 +40,8 @@ class Arm:
     spec: str  # encoder spec of the cache its run trains on
     overrides: dict = field(default_factory=dict)  # GAN options of this arm only, e.g. {"arch": "ta80"}
     probe: bool = True  # run the linear probe (meaningless for an arch that trains its own text encoder: ta80)
+    # build_cache options of its cache, e.g. {"tokens": "auto"}: also the token states (its own file, cache_path)
+    cache_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +112,13 @@ def find_run(arm: Arm, want, plan: Plan, entry: dict, log) -> Path | None:
     if entry.get("run_dir"):
         log(f"recorded run {entry['run_dir']} no longer matches or is gone: training a new one")
     return None
+
+
+def _pairs_key() -> str | None:
+    """What the binding rows of tools/evaluate.py --run were measured on (None: no swap-pair file)."""
+    from tools.evaluation.binding import DEFAULT_PAIRS, pairs_key
+
+    return pairs_key(DEFAULT_PAIRS) if DEFAULT_PAIRS.is_file() else None
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -183,7 +192,7 @@ def run_comparison(arms: list[Arm], plan: Plan, log=print) -> dict:
     state["evaluation"]["captions"] = str(captions) if captions else "the dataset's held-out test captions"
     for i, arm in enumerate(arms, 1):
         entry = state["arms"].setdefault(arm.name, {})
-        entry.update(spec=arm.spec, overrides=arm.overrides)
+        entry.update(spec=arm.spec, overrides=arm.overrides, cache_options=arm.cache_options)
         _run_arm(arm, plan, entry, attributes, captions, lambda msg: log(f"[{i}/{len(arms)} {arm.name}] {msg}"),
                  lambda: save_state(plan.out, state))
     return state
@@ -221,7 +230,7 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
 
     key = {"run_dir": str(run), "step": checkpoint_step(run), "n_per_caption": plan.n_per_caption,
            "seed": plan.seed, "captions": str(captions) if captions else None, "metrics_version": METRICS_VERSION,
-           "ca_noise": want.ca_noise}
+           "ca_noise": want.ca_noise, "swap_pairs": _pairs_key()}
     if entry.get("eval") == key and entry.get("metrics"):
         say(f"evaluate: reused metrics of step {key['step']}")
     else:
@@ -233,16 +242,25 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
 
 def cache_stage(arm: Arm, plan: Plan, entry: dict, say):
     """Build or reuse the arm's embedding cache; returns the GanConfig a new run of this arm would have."""
-    from cache.paths import DEFAULT_CACHE_DIR, default_cache_path
+    from cache.paths import DEFAULT_CACHE_DIR
     from cache.writer import build_cache
     from embeddings.registry import get_encoder
 
-    say(f"cache: encoder {arm.spec}")
-    target = default_cache_path(plan.dataset.name, arm.spec, plan.cache_dir or DEFAULT_CACHE_DIR)
-    cache = build_cache(plan.dataset, get_encoder(arm.spec), target, log=say)
+    say(f"cache: encoder {arm.spec}" + (f" {arm.cache_options}" if arm.cache_options else ""))
+    target = cache_path(arm, plan.dataset.name, plan.cache_dir or DEFAULT_CACHE_DIR)
+    cache = build_cache(plan.dataset, get_encoder(arm.spec), target, log=say, **arm.cache_options)
     want = want_config(cache, plan.train, arm, plan.out / "runs")
     entry.update(cache=str(cache), dim=want.cache.dim, fingerprint=want.cache.fingerprint)
     return want
+
+
+def cache_path(arm: Arm, dataset_name: str, directory) -> Path:
+    """The arm's cache file: cache/<dataset>-<encoder>.h5, or -tokens.h5 for a token-level cache (a cache built
+    with other options is refused, never reused: the two kinds need two files)."""
+    from cache.paths import default_cache_path
+
+    target = default_cache_path(dataset_name, arm.spec, directory)
+    return target.with_name(target.stem + "-tokens.h5") if arm.cache_options.get("tokens") else target
 
 
 def _probe_stage(plan: Plan, entry: dict, attributes: dict, say) -> None:
@@ -284,6 +302,7 @@ def metric_rows(entry: dict, synthetic: bool) -> list[tuple[str, float | None, f
         acc, ceiling = m.get("attribute_accuracy") or {}, m.get("attribute_ceiling") or {}
         rows += [(f"{a} accuracy", (acc.get(a) or {}).get("accuracy"), ceiling.get(a)) for a in ATTRIBUTES]
         rows.append(("mean attribute accuracy", acc.get("mean"), _mean(ceiling.get(a) for a in ATTRIBUTES)))
+        rows += _binding_rows(m.get("binding"))
     rp, shared, div = m.get("r_precision") or {}, m.get("r_precision_shared") or {}, m.get("diversity") or {}
     rows += [("FID", m.get("fid"), m.get("fid_floor")), ("IS", m.get("is"), m.get("is_real")),
              # one judge per dataset: its real-image score is the reference of every arm
@@ -296,6 +315,17 @@ def metric_rows(entry: dict, synthetic: bool) -> list[tuple[str, float | None, f
              # how the images were drawn: c = μ + s·σ·ε(z) (gan.conditioning.sampling_eps; 0 for ta80, which has no CA)
              ("CA noise at sampling", (m.get("sampling") or {}).get("ca_noise"), None)]
     return rows
+
+
+def _binding_rows(binding: dict | None) -> list[tuple[str, float | None, float | None]]:
+    """The swap-pair rows (tools/evaluation/binding.py); "-" for metrics measured before them."""
+    from tools.evaluation.binding import table_rows
+
+    if binding:
+        return table_rows(binding)
+    empty = {"n_pairs": 0, "n_held_out": 0, "accuracy": None, "pair_accuracy": None, "petal_color": None,
+             "center_color": None, "held_out": None, "swapped": None, "alike": None}
+    return table_rows(empty)
 
 
 def _mean(values) -> float | None:

@@ -260,6 +260,10 @@ def format_table(m: dict) -> str:
             acc = m["attribute_accuracy"][a]
             rows.append((f"{a} accuracy (n={acc['count']})", _fmt(acc["accuracy"]), _fmt(m["attribute_ceiling"][a]) + " ceiling"))
         rows.append(("mean attribute accuracy", _fmt(m["attribute_accuracy"]["mean"]), ""))
+        if m.get("binding"):  # tools/evaluation/binding.py: the swap pairs
+            from tools.evaluation.binding import table_rows
+
+            rows += [(label, _fmt(v), _fmt(real) + " real") for label, v, real in table_rows(m["binding"])]
     rows.append(("FID, classifier features", _fmt(m["fid"], 2), _fmt(m["fid_floor"], 2) + " floor"))
     rows.append(("IS, 224 attribute combinations", _fmt(m["is"], 1), _fmt(m["is_real"], 1)))
     for key, label in (("r_precision_shared", "shared judge"), ("r_precision", "cache matcher")):
