@@ -4,6 +4,7 @@
     python train_gan.py --embeddings cache/synthetic-flowers-minilm.h5 --steps 5000 --loss hinge --augment
     python train_gan.py --resume runs/00003-synthetic-flowers-minilm --steps 8000
     python train_gan.py --embeddings cache/synthetic-flowers-minilm.h5 --arch ta80 --steps 2000   # course baseline
+    python train_gan.py --embeddings cache/sf128-minilm.h5 --image-size 128 --steps 5000   # 128x128 images
     python train_gan.py --embeddings cache/flowers-minilm.h5 --preset gpu --strategy mirrored      # all GPUs here
 
 Each run gets runs/NNNNN-<dataset>-<encoder>/ with config.json, train.log, checkpoints/, samples/ and tb/
@@ -39,6 +40,8 @@ FLAGS = [
          "precompute_embeddings.py --tokens)"),
         ("--loss", str, "{bce,hinge,magp}", "loss family: bce (stackgan default), hinge, magp (hinge + DF-GAN MA-GP; "
                                             "dfgan default)"),
+        ("--image-size", int, "{64,128,256}", "image side in px (default 64): dfgan adds one G up-block and one D "
+                                              "down-block per doubling; the image cache is built at this size"),
         ("--ngf", int, "N", "generator width (preset cpu 32, gpu 64)"),
         ("--ndf", int, "N", "discriminator width (preset cpu 32, gpu 64)"),
         ("--z-dim", int, "N", "noise dimension (default 100)"),

@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="batch (default 64, the cpu preset's)")
     p.add_argument("--ngf", type=int, default=32, help="generator width (default 32)")
     p.add_argument("--ndf", type=int, default=32, help="discriminator width (default 32)")
+    p.add_argument("--image-size", type=int, default=64, choices=(64, 128, 256), help="image side (default 64)")
     p.add_argument("--steps", type=int, default=3, help="timed calls per row per round (default 3)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds, median taken (default 3)")
     p.add_argument("--fma-units", type=int, help="FMA units per core for the peak (default: a guess from lscpu)")
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
 
     data = read_cache(args.embeddings)
     cfg = replace(resolve(dict(embeddings=args.embeddings, arch=args.arch, preset="cpu", batch_size=args.batch_size,
-                               ngf=args.ngf, ndf=args.ndf, mixed_precision="off"), False), cache=data.info)
+                               ngf=args.ngf, ndf=args.ndf, mixed_precision="off", image_size=args.image_size),
+                        False), cache=data.info)
     setup_runtime(cfg)
     g, d_enc, _, _ = get_arch(cfg.arch).build(cfg)
     rows = conv_rows([g, d_enc], args.batch_size)
@@ -121,7 +123,8 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}; fp32 peak {peak.gflops:.0f} GFLOP/s ({peak.why})")
     mm_ms = float(np.median(mm.times))
     mm_gflops = mm.flops / mm_ms / 1e6
-    print(f"\n{args.arch} convolutions, float32, batch {args.batch_size}, ngf {args.ngf} ndf {args.ndf}: "
+    print(f"\n{args.arch} convolutions, float32, batch {args.batch_size}, ngf {args.ngf} ndf {args.ndf}, "
+          f"{args.image_size} px: "
           f"forward + ∂x + ∂W per call, median of {args.rounds} rounds x {args.steps} calls")
     print(f"{'model':<12} {'layer':<12} {'input':>14} {'output':>14} {'k/s':>5} {'GFLOP':>7} {'ms':>8} "
           f"{'GFLOP/s':>8} {'vs matmul':>9}")

@@ -50,9 +50,9 @@ def repeat(batch):
 
 
 def random_batch(cfg, vocab_size: int):
-    """(uint8 images [B, 64, 64, 3], cond, wrong cond): [B, D] float32, or for an arch that reads raw text (ta80)
-    [B, T] int32 word ids; an arch that reads words (dfgan-words) gets (states [B, L, D] float16, lengths [B]) of
-    both captions after them, lengths drawn in [L/2, L]."""
+    """(uint8 images [B, S, S, 3] (S = cfg.image_size), cond, wrong cond): [B, D] float32, or for an arch that reads
+    raw text (ta80) [B, T] int32 word ids; an arch that reads words (dfgan-words) gets (states [B, L, D] float16,
+    lengths [B]) of both captions after them, lengths drawn in [L/2, L]."""
     import numpy as np
     import tensorflow as tf
 
@@ -60,7 +60,8 @@ def random_batch(cfg, vocab_size: int):
     from gan.ta80 import MAX_TOKENS
 
     b, rng = cfg.batch_size, np.random.default_rng(0)
-    images = tf.constant(rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8))
+    s = cfg.image_size
+    images = tf.constant(rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8))
     if get_arch(cfg.arch).reads == "texts":
         def cond():
             return tf.constant(rng.integers(2, vocab_size + 2, (b, MAX_TOKENS), dtype=np.int32))

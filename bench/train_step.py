@@ -4,6 +4,8 @@ the cached pipeline costs, and where a step's time goes.
     python precompute_embeddings.py                    # once: data/synthetic-flowers + cache/synthetic-flowers-minilm.h5
     python bench/train_step.py                         # preset of this machine (cpu: ngf=ndf=32, batch 64)
     python bench/train_step.py --steps 5 --rounds 3 --skip cdp --variants xla,lazy4
+    python bench/train_step.py --image-size 128 --archs dfgan --skip cdp      # every row at 128 px (sizes side by
+                                                       # side: bench/image_size.py)
 
 Every row below is measured in the same process run, in rounds: each round runs --steps steps of every row in
 turn (the order rotates per round), and each figure is the median over rounds. Ratios between rows are what
@@ -70,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"rows beside plain, for --arch (xla, bf16 for every arch); from {', '.join(VARIANTS)}; '' none")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--image-size", type=int, choices=(64, 128, 256), help="image side of every row (default 64; "
+                   "the image cache is built at it for the pipeline rows)")
     p.add_argument("--ngf", type=int, help="override the preset's generator width")
     p.add_argument("--ndf", type=int, help="override the preset's discriminator width")
     p.add_argument("--token-length", type=int, default=32,
@@ -95,6 +99,7 @@ def parse_args(argv=None):
 
 def overrides_of(args, arch: str) -> dict:
     return {k: v for k, v in dict(preset=args.preset, batch_size=args.batch_size, ngf=args.ngf, ndf=args.ndf,
+                                  image_size=args.image_size,
                                   embeddings=args.embeddings, arch=arch).items() if v is not None}
 
 
@@ -248,8 +253,8 @@ def setup(args):
     data = read_cache(args.embeddings)
     cfg = replace(resolve(overrides_of(args, args.arch), gpu), cache=data.info)
     facts = setup_runtime(cfg)
-    images = load_or_build_image_cache(args.embeddings, data.image_paths, 64, print,
-                                       dataset_name=data.info.dataset_name)  # (uint8 [M, 64, 64, 3], valid, path)
+    images = load_or_build_image_cache(args.embeddings, data.image_paths, cfg.image_size, print,
+                                       dataset_name=data.info.dataset_name)  # (uint8 [M, S, S, 3], valid, path)
     return cfg, data, images, ta80.build_vocab(data.texts), facts
 
 

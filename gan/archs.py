@@ -38,6 +38,7 @@ class Architecture:
     # options only this architecture has: name -> (the value that means off / the one way, what the others lack)
     own_options: dict[str, tuple[Any, str]] = {}
     run_suffix: str = ""  # appended to the run folder's name
+    image_sizes: tuple[int, ...] = (64,)  # image sides (px) it builds; GanConfig.image_size must be one of them
 
     def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
         """(generator, d_encoder, d_head, text_encoder or None) under the global dtype policy; with
@@ -75,6 +76,15 @@ def get_arch(name: str) -> Architecture:
     if name not in REGISTRY:
         raise UserError(f"--arch {name!r}: choose one of {', '.join(ARCHS)}")
     return importlib.import_module(REGISTRY[name]).ARCH
+
+
+def check_image_size(cfg) -> None:
+    """--image-size must be one the architecture builds: `--arch stackgan --image-size 128` fails in one line."""
+    sizes = get_arch(cfg.arch).image_sizes
+    if cfg.image_size not in sizes:
+        others = [a for a in ARCHS if cfg.image_size in get_arch(a).image_sizes]
+        raise UserError(f"--image-size {cfg.image_size}: --arch {cfg.arch} draws {', '.join(map(str, sizes))} px "
+                        f"only; use --image-size {sizes[0]}" + (f" or --arch {others[0]}" if others else ""))
 
 
 def check_own_options(cfg) -> None:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gan.archs import ARCHS, check_own_options, get_arch
+from gan.archs import ARCHS, check_image_size, check_own_options, get_arch
 from tools.errors import UserError
 
 CONFIG_VERSION = 2  # config.json's layout; 1: before the key existed (gan/config_versions.py migrates)
@@ -21,6 +21,7 @@ LOSSES = ("bce", "hinge", "magp")
 UPSAMPLING = ("nearest", "bilinear")  # dfgan's ×2 resizes (keras UpSampling2D interpolation)
 # dfgan D's 4×4 projection term: one W for the pooled features, or one per position
 PROJECTIONS = ("pooled", "spatial")
+IMAGE_SIZES = (64, 128, 256)  # --image-size choices; each arch says which it builds (Architecture.image_sizes)
 MAX_CA_NOISE = 2.0  # largest sampling CA noise scale (ca_noise); 1 is the noise G trained with
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (263 ms: bench/results/ablation-2026-12-02.md); 5000 steps ≈ 30 min
@@ -64,6 +65,7 @@ class GanConfig:
     hard_neg_high: float = 0.95  # (the upper bound keeps out captions that describe the image equally well)
     hard_neg_pool: int = 4096  # random caption pool searched per step
     # model
+    image_size: int = 64  # image side in px: 64 | 128 | 256 (the archs that support it: gan/archs.py image_sizes)
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
     #                      | dfgan-words (dfgan + word attention in G and a word-region term in D; a --tokens cache)
     ngf: int = 32  # generator width (channels at 64 px = ngf/2, at 4 px = 8·ngf)
@@ -242,6 +244,8 @@ def validate(cfg: GanConfig) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v!r}: must be a number {'> 0' if strict else '>= 0'}")
 
     choice("arch", ARCHS)
+    if cfg.image_size not in IMAGE_SIZES:
+        raise UserError(f"--image-size {cfg.image_size!r}: choose one of {', '.join(map(str, IMAGE_SIZES))}")
     choice("loss", LOSSES)
     choice("preset", tuple(PRESETS))
     choice("d_norm", ("auto", "batch", "none"))
@@ -250,6 +254,7 @@ def validate(cfg: GanConfig) -> None:
         if v not in allowed:
             raise UserError(f"--set {name}={v!r}: choose one of {', '.join(allowed)}")
     check_own_options(cfg)  # another arch's option set on this one
+    check_image_size(cfg)  # a size this arch does not build
     choice("mixed_precision", ("auto", "on", "bf16", "off"))
     choice("strategy", ("auto", "none", "mirrored", "multiworker"))
     for name in ("batch_size", "ngf", "ndf", "z_dim", "c_dim", "caption_mean_k", "log_every", "sample_every",

@@ -5,6 +5,8 @@
     version 2  `config_version: 2`; the defaults are dfgan's recipe; those three options removed
                (bench/results/REMOVED_OPTIONS.md says what measured each).
 
+Keys added later with a default that is what older runs ran with need no new version: `image_size` (64; added
+2026-12-06 with --image-size) is missing from the v1 and v2 fixtures, which load, resume and generate at 64 px.
 A run folder of any version loads, resumes and generates: tests/test_config_versions.py holds a fixture of each.
 Resuming rewrites config.json at the current version.
 """

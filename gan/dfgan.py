@@ -4,11 +4,13 @@ After DF-GAN (Tao et al., CVPR 2022) with the mission's conditioning augmentatio
 
     G: text [B, D] (×√D: unit scale per dimension), z [B, Z], ε [B, C] -> CA -> cond = [c, z] [B, C + Z]
        dense 4×4×8ngf -> 4 × FusedUpBlock (8, 16, 32, 64 px) -> LReLU -> conv 3×3 -> tanh
+       image_size 128 / 256: one more FusedUpBlock per doubling, ngf/2 channels each (g_channels, G_SCHEDULE)
        FusedUpBlock: affine(cond) -> LReLU -> upsample ×2 -> conv 3×3 -> affine(cond) -> LReLU, + 1×1 shortcut
        affine(cond): x·(1 + γ(cond)) + β(cond), γ and β from a small MLP whose last layer starts at zero,
        so every block starts as the identity modulation (DF-GAN's γ = 1, β = 0 initialisation).
        No batch norm: per-sample G (the EMA copy needs no running statistics).
-    D encoder: image -> 4 strided 4×4 convs, LReLU, no norm (per-sample, for MA-GP)
+    D encoder: image -> 4 strided 4×4 convs, LReLU, no norm (per-sample, for MA-GP); at 128 / 256 px one more
+               strided conv per doubling in front (ndf/2 channels at 64 px, ndf/4 at 128)
                                                    => [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]]
     D head: [f8, f4, text] ->
        one-way output (DF-GAN): text dense 128 tiled 4×4, concatenated with f4 -> conv 3×3 -> LReLU -> conv 4×4
@@ -44,7 +46,15 @@ from gan.archs import Architecture
 from gan.conditioning import ConditioningAugmentation
 from gan.config import PROJECTIONS, UPSAMPLING
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 64  # the default image side; IMAGE_SIZES are the ones this module builds (--image-size)
+IMAGE_SIZES = (64, 128, 256)
+# G's channels beyond 64 px (one fused up-block per doubling), per schedule; the default is G_SCHEDULE.
+#   hold    every block beyond 64 px keeps the 64 px block's ngf/2 channels (capped by resolution, as StyleGAN)
+#   halve   channels halve per doubling beyond 64 px (ngf/4 at 128, ngf/8 at 256; at least 4)
+#   ladder  DF-GAN's ladder: the 64 px schedule moved up, 8·ngf at 4 px and 8 px, ngf/2 at the output
+# FLOPs and ms/step of each: bench/image_size.py; the choice: bench/results/image-size-2026-12-06.md.
+G_SCHEDULES = ("hold", "halve", "ladder")
+G_SCHEDULE = "hold"
 
 
 @keras.saving.register_keras_serializable(package="gan")
@@ -112,12 +122,42 @@ def _fused_up_block(h, cond, ch: int, i: int, upsample: str = "nearest"):
     return layers.Add(name=f"res{i}")([shortcut, r])
 
 
-def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32,
-                    upsample: str = "nearest", extra_inputs=(), after_block=None) -> keras.Model:
-    """Inputs [text [B, D], z [B, Z], eps [B, C], *extra_inputs] -> [image [B, 64, 64, 3] f32, mu [B, C], logvar [B, C]].
+def doublings(image_size: int) -> int:
+    """Blocks beyond the 64 px ones: 0 at 64, 1 at 128, 2 at 256; other sizes are a ValueError."""
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size={image_size!r}: expected one of {', '.join(map(str, IMAGE_SIZES))}")
+    return IMAGE_SIZES.index(image_size)
 
-    upsample: nearest (DF-GAN's) or bilinear, the ×2 resize of every block.
-    after_block(i, h) -> h: what an architecture built on this one inserts after up-block i (0: 8 px ... 3: 64 px),
+
+def g_channels(ngf: int, image_size: int = IMAGE_SIZE, schedule: str = G_SCHEDULE) -> tuple[int, ...]:
+    """Output channels of G's fused up-blocks, 8 px first: (4ngf, 2ngf, ngf, ngf/2) at 64 px, + one per doubling."""
+    extra = doublings(image_size)
+    base = (4 * ngf, 2 * ngf, ngf, max(ngf // 2, 1))
+    if schedule == "hold":
+        return base + (base[-1],) * extra
+    if schedule == "halve":
+        return base + tuple(max(base[-1] >> (k + 1), min(4, base[-1])) for k in range(extra))
+    if schedule == "ladder":
+        return tuple(max(base[-1] << k, 1) if k < 4 else 8 * ngf for k in range(3 + extra, -1, -1))
+    raise ValueError(f"schedule={schedule!r}: expected one of {', '.join(G_SCHEDULES)}")
+
+
+def d_front_channels(ndf: int, image_size: int = IMAGE_SIZE) -> tuple[int, ...]:
+    """Channels of D's strided down-blocks in front of the 64 px ones, largest resolution first: () at 64,
+    (ndf/2,) at 128 (its output is 64 px), (ndf/4, ndf/2) at 256; at least 4."""
+    extra = doublings(image_size)
+    return tuple(max(ndf >> k, min(4, ndf)) for k in range(extra, 0, -1))
+
+
+def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int = 32,
+                    upsample: str = "nearest", image_size: int = IMAGE_SIZE,
+                    schedule: str = G_SCHEDULE, extra_inputs=(), after_block=None) -> keras.Model:
+    """Inputs [text [B, D], z [B, Z], eps [B, C], *extra_inputs] -> [image [B, S, S, 3] f32, mu [B, C], logvar [B, C]],
+    S = image_size.
+
+    upsample: nearest (DF-GAN's) or bilinear, the ×2 resize of every block. schedule: G_SCHEDULES (the channels
+    of the blocks beyond 64 px; the 64 px generator is the same for all).
+    after_block(i, h) -> h: what an architecture built on this one inserts after up-block i (0: 8 px, 1: 16 px, ...),
     reading its `extra_inputs` (keras.Input tensors); gan/words.py adds word attention this way."""
     text = keras.Input((text_dim,), name="text")
     z = keras.Input((z_dim,), name="z")
@@ -126,13 +166,13 @@ def build_generator(text_dim: int, z_dim: int = 100, c_dim: int = 128, ngf: int 
     cond = layers.Concatenate(name="c_z")([c, z])  # [B, C + Z]: what every block is modulated by
     h = layers.Dense(4 * 4 * 8 * ngf, name="fc")(cond)
     h = layers.Reshape((4, 4, 8 * ngf))(h)  # [B, 4, 4, 8ngf]
-    for i, ch in enumerate((4 * ngf, 2 * ngf, ngf, max(ngf // 2, 1))):  # 8, 16, 32, 64 px
+    for i, ch in enumerate(g_channels(ngf, image_size, schedule)):  # 8, 16, 32, 64 (, 128, 256) px
         h = _fused_up_block(h, cond, ch, i, upsample)
         if after_block is not None:
             h = after_block(i, h)
     h = layers.LeakyReLU(0.2)(h)
     h = _conv(3, 3, "to_rgb")(h)
-    image = layers.Activation("tanh", dtype="float32", name="image")(h)  # [B, 64, 64, 3]
+    image = layers.Activation("tanh", dtype="float32", name="image")(h)  # [B, S, S, 3]
     return keras.Model([text, z, eps, *extra_inputs], [image, mu, logvar], name="generator")
 
 
@@ -148,15 +188,19 @@ def _d_conv(ch: int, k: int, name: str, strides: int = 1, padding: str = "same",
 
 
 def build_discriminator(text_dim: int, ndf: int = 32, text_proj: int = 128, proj4: str = "pooled",
-                        extra_inputs=(), extra_terms=None):
-    """Returns (encoder, head): encoder image [B, 64, 64, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
+                        image_size: int = IMAGE_SIZE, extra_inputs=(), extra_terms=None):
+    """Returns (encoder, head): encoder image [B, S, S, 3] -> [f8 [B, 8, 8, 4ndf], f4 [B, 4, 4, 8ndf]];
     head [f8, f4, text [B, D] × text_scale(D), *extra_inputs] -> logit [B] float32. proj4: one of PROJECTIONS.
+    Beyond 64 px one strided 4×4 down-block per doubling comes first (d_front_channels), so the 64 px blocks
+    and the head, which reads the text at 8×8 and 4×4, are the 64 px discriminator's.
     extra_terms(f8, f4) -> list of [B] float32 terms an architecture built on this one adds to the logit, reading
     its `extra_inputs` (gan/words.py: the word-region term)."""
     if proj4 not in PROJECTIONS:
         raise ValueError(f"proj4={proj4!r}: expected one of {', '.join(PROJECTIONS)}")
-    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    image = keras.Input((image_size, image_size, 3), name="image")
     h, feats = image, []
+    for j, ch in enumerate(d_front_channels(ndf, image_size)):  # [B, S, S, 3] -> [B, 64, 64, ndf/2]
+        h = layers.LeakyReLU(0.2)(_d_conv(ch, 4, f"down{j}", strides=2)(h))
     for i, ch in enumerate((ndf, 2 * ndf, 4 * ndf, 8 * ndf)):  # 32, 16, 8, 4 px
         h = layers.LeakyReLU(0.2)(_d_conv(ch, 4, f"conv{i}", strides=2)(h))
         if i >= 2:
@@ -211,6 +255,7 @@ def pair_scores(head: keras.Model, f8, f4, text):
 
 class DfGan(Architecture):
     name = "dfgan"
+    image_sizes = IMAGE_SIZES
     preset = {}  # GanConfig's defaults are this architecture's recipe (gan/config.py says where each was measured)
     own_options = {
         "upsample": (UPSAMPLING[0], "this option ({arch} has one way)"),
@@ -219,10 +264,10 @@ class DfGan(Architecture):
     }
 
     def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
-        g = build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample)
+        g = build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample, image_size=cfg.image_size)
         if generator_only:
             return g
-        return (g, *build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4), None)
+        return (g, *build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4, image_size=cfg.image_size), None)
 
     def d_text_scale(self, cfg) -> float:
         return text_scale(cfg.cache.dim)

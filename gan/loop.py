@@ -32,8 +32,6 @@ from gan.run_dir import TrainingDiverged  # noqa: F401  (what train raises on a 
 from gan.image_cache import load_or_build_image_cache
 from gan.trainer import GanTrainer
 
-IMAGE_SIZE = 64
-
 
 @dataclass
 class TrainResult:
@@ -103,7 +101,7 @@ class PreparedRun:
     data: TrainingData
     run_dir: Path
     log: R.RunLog
-    images: np.ndarray  # uint8 [M, 64, 64, 3] image cache
+    images: np.ndarray  # uint8 [M, S, S, 3] image cache, S = cfg.image_size
     conditions: np.ndarray  # [N, D] float16 vectors, or [N, T] int32 word ids (archs that read raw text)
     sampler: BatchSampler
     total: int | None  # total steps (None: --minutes only)
@@ -127,7 +125,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool) -
     log(f"run folder: {run_dir}" + (" (resuming)" if resume_dir else ""))
     log(f"cache: {cfg.cache.path} | encoder {cfg.cache.encoder} | dim {cfg.cache.dim} | "
         f"{cfg.cache.num_captions} captions | {cfg.cache.num_images} images")
-    images, valid, image_cache = load_or_build_image_cache(cfg.cache.path, data.image_paths, IMAGE_SIZE, log,
+    images, valid, image_cache = load_or_build_image_cache(cfg.cache.path, data.image_paths, cfg.image_size, log,
                                                            progress=echo, dataset_name=cfg.cache.dataset_name)
     sampler = BatchSampler(data.caption_image, valid, cfg.batch_size, cfg.seed, cfg.caption_mean_k)
     conditions, vocab = arch.conditions(cfg, data, run_dir, bool(resume_dir))
@@ -138,7 +136,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool) -
                                 **run_facts))
     R.save_config(run_dir, cfg)
     log(f"device: {run_facts['device']} | precision {run_facts['policy']} | "
-        f"arch {cfg.arch} | loss {cfg.loss} | batch {cfg.batch_size} | ngf {cfg.ngf} | ndf {cfg.ndf} | "
+        f"arch {cfg.arch} | {cfg.image_size} px | loss {cfg.loss} | batch {cfg.batch_size} | ngf {cfg.ngf} | ndf {cfg.ndf} | "
         f"{sampler.num_images} usable images")
     log(dist.describe(cfg.batch_size))
     return PreparedRun(cfg, data, run_dir, log, images, conditions, sampler, total, vocab)

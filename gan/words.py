@@ -186,7 +186,7 @@ def build_generator(cfg, length: int, word_dim: int) -> keras.Model:
             return h
         return WordAttention(h.shape[-1], name=f"words{i}")([h, words, lengths])
 
-    return dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample,
+    return dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample, image_size=cfg.image_size,
                                  extra_inputs=(words, lengths), after_block=after_block)
 
 
@@ -197,8 +197,8 @@ def build_discriminator(cfg, length: int, word_dim: int):
     def extra_terms(f8, f4):
         return [WordRegionTerm(name="word_region")([f8, words, lengths])]
 
-    return dfgan.build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4, extra_inputs=(words, lengths),
-                                     extra_terms=extra_terms)
+    return dfgan.build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4, image_size=cfg.image_size,
+                                     extra_inputs=(words, lengths), extra_terms=extra_terms)
 
 
 def pair_scores(head: keras.Model, f8, f4, text, words, lengths):

@@ -19,7 +19,8 @@ RUNS = Path(__file__).parent / "data" / "runs"
 # (commit 3780f5e, removed options dropped: each was at its off value)
 DFGAN_CPU = {
     "embeddings": "x.h5", "caption_mean_k": 1, "augment": False, "shift_px": 4, "hard_negatives": 0.5,
-    "hard_neg_low": 0.8, "hard_neg_high": 0.95, "hard_neg_pool": 4096, "arch": "dfgan", "ngf": 32, "ndf": 32,
+    "hard_neg_low": 0.8, "hard_neg_high": 0.95, "hard_neg_pool": 4096, "image_size": 64, "arch": "dfgan",
+    "ngf": 32, "ndf": 32,
     "z_dim": 100, "c_dim": 128, "upsample": "nearest", "proj4": "spatial", "d_norm": "auto", "ta80_embed_dim": 256,
     "ta80_rnn_dim": 128, "ta80_dense_dim": 128, "ema": True, "ema_decay": 0.999, "diffaug": "translation,cutout",
     "diffaug_translation": 0.125, "diffaug_cutout": 0.25, "loss": "magp", "kl_weight": 0.5, "ca_noise": 1.0,
@@ -106,6 +107,7 @@ def test_a_run_folder_of_every_version_loads_resumes_one_step_and_generates(vers
     cfg = load_config(run)
     assert (cfg.arch, cfg.ngf, cfg.proj4, cfg.ema, cfg.contrastive, cfg.cache.dim) == ("dfgan", 1, "spatial", True,
                                                                                      1.0, 8)
+    assert "image_size" not in json.loads((run / "config.json").read_text()) and cfg.image_size == 64
     gen, _ = load_generator(run)
     vectors = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
     first = gen(vectors, seed=0)
@@ -114,6 +116,7 @@ def test_a_run_folder_of_every_version_loads_resumes_one_step_and_generates(vers
     assert train_gan.main(["--resume", str(run), "--embeddings", str(cache), "--steps", "2"]) == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["config_version"] == CONFIG_VERSION and not set(REMOVED_IN_2) & set(saved)
+    assert saved["image_size"] == 64  # resuming writes the key the run predates, with the size it trained at
     assert "ckpt-2" in (run / "checkpoints" / "checkpoint").read_text()
     again, cfg2 = load_generator(run)
     assert again.step == 2 and _options(cfg2) == {**_options(cfg), "embeddings": str(cache), "steps": 2}

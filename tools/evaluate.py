@@ -107,10 +107,16 @@ def _canonical(caption_id: str) -> str:
 
 
 def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[str]]:
-    """({id: uint8 [K, 64, 64, 3]}, names of files that match no caption id) from inference_* files."""
+    """({id: uint8 [K, S, S, 3]}, names of files that match no caption id) from inference_* files: S is the files'
+    own side when they are square and a multiple of 64 (a 128 or 256 px run), else 64 (Lanczos)."""
     import numpy as np
 
     from tools.images import load_rgb
+
+    def load(path):
+        rgb = load_rgb(path, None)
+        square = rgb.shape[0] == rgb.shape[1] and rgb.shape[0] % 64 == 0
+        return rgb if square else load_rgb(path, 64)
 
     if not folder.is_dir():
         raise UserError(f"--images {folder}: not a folder")
@@ -131,7 +137,12 @@ def load_generated(folder: Path, captions: dict[str, dict]) -> tuple[dict, list[
     if not found:
         raise UserError(f"--images {folder}: no inference_{{ID}}.png|jpg file whose ID is in the captions file "
                         f"({len(unmatched)} inference files with unknown ids)")
-    return {key: np.stack([load_rgb(p, 64) for _, p in sorted(files)]) for key, files in found.items()}, unmatched
+    images = {key: np.stack([load(p) for _, p in sorted(files)]) for key, files in found.items()}
+    sizes = {im.shape[1] for im in images.values()}
+    if len(sizes) > 1:
+        raise UserError(f"--images {folder}: images of several sizes ({', '.join(map(str, sorted(sizes)))} px); "
+                        "evaluate one run's images at a time")
+    return images, unmatched
 
 
 def generate_for_run(args) -> None:
@@ -197,8 +208,10 @@ def pixel_report(images: dict, captions: dict, captions_path: Path, args) -> int
     from tools.evaluation.binding import table_rows as binding_rows
     from tools.evaluation.report import METRICS_VERSION, format_confusions, named_attributes
 
+    from tools.evaluation.sizes import to_judge_size
+
     ids = [i for i in images if len(images[i])]
-    stack = np.concatenate([images[i] for i in ids])
+    stack = to_judge_size(np.concatenate([images[i] for i in ids]))  # 128 / 256 px: area-downsampled to 64
     named = [named_attributes(captions[i]) for i in ids for _ in range(len(images[i]))]
     if not any(n.get(a) is not None for n in named for a in ATTRIBUTES):
         raise UserError(f"--pixel: no caption in {captions_path} names a petal or centre colour; it reads synthetic "

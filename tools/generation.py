@@ -116,6 +116,8 @@ class GenerationRequest:
     truncation: float | None = None
     ca_noise: float | None = None  # CA noise scale of sampling (gan.inference.load_generator); None: the run's
     fmt: str = "jpg"  # jpg | png
+    out_size: int | None = None  # side of the written images: None = the run's image size; 64 for DataLab Cup
+    # files (a larger run's images are area-downsampled, tools.images.area_downsample); grids keep the run's size
     grid: bool = False  # also write grid.png: grid_ids × grid_noise
     grid_ids: list[str] | None = None  # caption ids for the grid rows (default: the first 5)
     grid_noise: int = 5
@@ -151,13 +153,14 @@ def _conditions(gen, cfg, cache, texts: list[str]) -> tuple[object, EncodedTexts
 
 
 def _sample(gen, conditions, z: np.ndarray, batch_size: int, bar=None) -> np.ndarray:
-    """uint8 [N, 64, 64, 3] in batches; conditions: [N, D] vectors or N texts, z: [N, Z]."""
+    """uint8 [N, S, S, 3] in batches (S: the run's image size); conditions: [N, D] vectors or N texts, z: [N, Z]."""
     out = []
     for lo in range(0, len(z), batch_size):
         out.append(gen(conditions[lo : lo + batch_size], z[lo : lo + batch_size]))
         if bar is not None:
             bar.update(len(out[-1]))
-    return np.concatenate(out) if out else np.zeros((0, 64, 64, 3), np.uint8)
+    size = gen.config.image_size
+    return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
 def generate(req: GenerationRequest) -> GenerationReport:
@@ -183,8 +186,14 @@ def generate(req: GenerationRequest) -> GenerationReport:
     cond_rows = [conditions[i] for i in rows] if gen.needs == "texts" else conditions[rows]
     req.out_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(rows), unit="img", desc="generate", disable=not req.progress)
-    images = _sample(gen, cond_rows, z, req.batch_size, bar)
+    images = _sample(gen, cond_rows, z, req.batch_size, bar)  # [N·K, S, S, 3]
     bar.close()
+    if req.out_size is not None and req.out_size != images.shape[1]:
+        from tools.images import area_downsample
+
+        print(f"the run draws {images.shape[1]}x{images.shape[1]} images; writing them at {req.out_size}x"
+              f"{req.out_size} (area-downsampled), the size the output format asks for")
+        images = area_downsample(images, req.out_size)
     files = []
     for r, image in enumerate(images):
         i, j = divmod(r, k)

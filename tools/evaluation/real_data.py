@@ -65,9 +65,10 @@ def read_attributes(dataset_dir: str | Path) -> dict[str, dict]:
 def load_labelled_images(dataset_dir: str | Path, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, 64, 64, 3] images and int64 [N, 4] attribute indices of a synthetic dataset folder.
 
-    With `limit`, a seeded random subset of that many images (decoding all 8 000 takes a few seconds).
+    With `limit`, a seeded random subset of that many images (decoding all 8 000 takes a few seconds). A set drawn
+    at 128 or 256 px is area-downsampled to 64, as generated images are (tools/evaluation/sizes.py).
     """
-    from tools.images import load_rgb
+    from tools.evaluation.sizes import load_for_judge
 
     root = Path(dataset_dir)
     attrs = read_attributes(root)
@@ -77,7 +78,7 @@ def load_labelled_images(dataset_dir: str | Path, limit: int | None = None, seed
     if limit is not None and limit < len(manifest):
         keep = np.sort(np.random.default_rng(seed).choice(len(manifest), limit, replace=False))
         manifest = [manifest[i] for i in keep]
-    images = np.stack([load_rgb(_resolve(root, r["image_path"]), 64) for r in manifest])  # [N, 64, 64, 3]
+    images = np.stack([load_for_judge(_resolve(root, r["image_path"])) for r in manifest])  # [N, 64, 64, 3]
     labels = np.array([[value_index(a, attrs[r["image_id"]][a]) for a in ATTRIBUTES] for r in manifest], np.int64)
     return images, labels
 

@@ -50,17 +50,16 @@ def named_attributes(row: dict) -> dict:
 
 
 def _as_64(images: np.ndarray, where: str) -> np.ndarray:
-    """uint8 [K, H, W, 3] -> [K, 64, 64, 3] (Lanczos when another size)."""
+    """uint8 [K, H, W, 3] -> [K, 64, 64, 3]: what the 64 px judges read (tools/evaluation/sizes.py: a 128 or 256 px
+    image is area-downsampled, another size resized with Lanczos)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise UserError(f"{where}: want uint8 RGB images [K, H, W, 3], got {images.dtype} {images.shape}")
-    if images.shape[1:3] == (64, 64):
-        return images
-    from PIL import Image
+    from tools.evaluation.sizes import to_judge_size
 
-    return np.stack([np.asarray(Image.fromarray(im).resize((64, 64), Image.Resampling.LANCZOS)) for im in images])
+    return to_judge_size(images)
 
 
 def evaluate_images(
@@ -70,7 +69,9 @@ def evaluate_images(
 ) -> dict:
     """Score generated images against their captions.
 
-    images_by_id: caption id -> uint8 [K, 64, 64, 3] (K noise samples of that caption; other sizes resized).
+    images_by_id: caption id -> uint8 [K, S, S, 3] (K noise samples of that caption); 128 and 256 px images are
+    area-downsampled to the judges' 64 px and the classifier's held-out accuracy at S is reported beside its 64 px
+    one (tools/evaluation/sizes.py).
     captions: caption id -> {"caption": text, and the attributes it names, e.g. "petal_color": "red"}.
     dataset_dir: a dataset folder: a synthetic-flowers one labels the real reference; any other gives its
     images as the reference and trains the shared R-precision judge when no cache is given.
@@ -85,6 +86,7 @@ def evaluate_images(
                         "hold every id the images are named with")
     if len(ids) < 2:
         raise UserError(f"{len(ids)} captions with images; need at least 2 to evaluate")
+    size = int(np.asarray(images_by_id[ids[0]]).shape[-2])  # the generated images' side before the judges' 64
     groups = [_as_64(images_by_id[i], f"images of caption {i}") for i in ids]  # C x [K, 64, 64, 3]
     images = np.concatenate(groups)  # [N, 64, 64, 3]
     owner = np.repeat(np.arange(len(ids)), [len(g) for g in groups])  # [N] caption row of each image
@@ -106,7 +108,12 @@ def evaluate_images(
                       _real_diversity(named, groups, real_feats, real_labels, seed)},
         "real_reference": {"source": ref["source"], "n": len(real), "labelled": real_labels is not None},
         "classifier": {k: clf.meta.get(k) for k in ("version", "data_seed", "n_train", "heldout_accuracy")},
+        "image_size": size,
     }
+    if size != 64 and size % 64 == 0:  # the ceiling at this size: real flowers drawn at it, read as the images are
+        from tools.evaluation.sizes import heldout_accuracy_at_size
+
+        out["classifier"]["heldout_accuracy_at_size"] = heldout_accuracy_at_size(clf, size, classifier_dir, log)
     texts = [captions[i]["caption"] for i in ids]
     if not r_precision:
         skipped = {"value": None, "why": "left out (--quick)"}
@@ -255,10 +262,13 @@ def _fmt(v, digits=3) -> str:
 def format_table(m: dict) -> str:
     """The metrics as an aligned text table: metric | generated | real reference."""
     rows = [("metric", "generated", "real reference")]
+    at_size = (m.get("classifier") or {}).get("heldout_accuracy_at_size")  # 128 / 256 px: the ceiling at that size
     if m["attribute_ceiling"] is not None:  # labelled (synthetic) data only
         for a in ATTRIBUTES:
             acc = m["attribute_accuracy"][a]
-            rows.append((f"{a} accuracy (n={acc['count']})", _fmt(acc["accuracy"]), _fmt(m["attribute_ceiling"][a]) + " ceiling"))
+            ceiling = _fmt(m["attribute_ceiling"][a]) + " ceiling" + (
+                f" ({_fmt(at_size[a])} at {m['image_size']} px)" if at_size else "")
+            rows.append((f"{a} accuracy (n={acc['count']})", _fmt(acc["accuracy"]), ceiling))
         rows.append(("mean attribute accuracy", _fmt(m["attribute_accuracy"]["mean"]), ""))
         if m.get("binding"):  # tools/evaluation/binding.py: the swap pairs
             from tools.evaluation.binding import table_rows
@@ -280,6 +290,8 @@ def format_table(m: dict) -> str:
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}".rstrip() for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     note = f"{m['n_captions']} captions x {m['samples_per_caption']:.3g} samples; real reference: {m['real_reference']['source']}"
+    if m.get("image_size", 64) != 64:
+        note += f"\n{m['image_size']} px images (generated and real) read area-downsampled to 64 px by every judge"
     if m["attribute_ceiling"] is None:
         note += "\nno attribute rows: " + m["attribute_accuracy"]["why"]
     return "\n".join(lines + format_confusions(m["attribute_accuracy"]) + [note])

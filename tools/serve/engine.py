@@ -2,7 +2,7 @@
 micro-batch of jobs into images.
 
     engine = Engine.load("runs/demo/00001-demo-flowers-minilm")
-    images, stats = engine.run_batch([GenerateJob(("a red flower",), n=4)])   # [[uint8 [64, 64, 3] × 4]]
+    images, stats = engine.run_batch([GenerateJob(("a red flower",), n=4)])   # [[uint8 [S, S, 3] × 4]], S: the run's size
 
 Every method here runs TensorFlow or h5py: the server calls them from its one worker thread only
 (tools/serve/batcher.py), never from the event loop. Captions in the cache reuse their stored vectors,
@@ -68,7 +68,7 @@ class Engine:
         cfg = self.cfg
         return dict(run=self.run_dir.name, dataset=self.cache.dataset_name if self.cache else "",
                     encoder=cfg.cache.encoder, encoder_dim=cfg.cache.dim, arch=cfg.arch, step=self.gen.step,
-                    checkpoint=Path(self.gen.checkpoint).name, z_dim=self.gen.z_dim, image_size=64,
+                    checkpoint=Path(self.gen.checkpoint).name, z_dim=self.gen.z_dim, image_size=cfg.image_size,
                     examples=self.examples)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
@@ -109,7 +109,7 @@ class Engine:
             rows += [index[t] for t in job.texts for _ in range(job.n)]
             zs.append(sample_z(job.images, self.gen.z_dim, job.seed, job.truncation))  # [T*n, Z]
         cond = [vectors[r] for r in rows] if self.gen.needs == "texts" else vectors[np.array(rows)]
-        images = self.gen(cond, np.concatenate(zs), pad_to=bucket(len(rows)))  # uint8 [B, 64, 64, 3]
+        images = self.gen(cond, np.concatenate(zs), pad_to=bucket(len(rows)))  # uint8 [B, S, S, 3]
         t2 = time.perf_counter()
         out, lo = [], 0
         for job in jobs:

@@ -1,6 +1,7 @@
 """Draw one synthetic flower: textured dark background, n petals, centre disc on top, optional stem.
 
-Everything is drawn at 4x with PIL ImageDraw and downsampled with LANCZOS (anti-aliasing). The palette, jitter,
+Everything is drawn at 4x with PIL ImageDraw and downsampled with LANCZOS (anti-aliasing). The geometry is specified
+at 64x64 and scaled to `size` (64, 128, 256): the same rng gives the same flower at every size. The palette, jitter,
 shading and geometry limits come from `spec`; each is kept by construction (see the comments on the budgets).
 """
 from __future__ import annotations
@@ -115,8 +116,23 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     peak = low.max(axis=-1, keepdims=True)
     low = np.where(peak > BG_CAP - 6, low * ((BG_CAP - 6) / np.maximum(peak, 1.0)), low)
     up = Image.fromarray(np.clip(low + 0.5, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
-    bg = np.asarray(up, np.float32) + rng.integers(-3, 4, (size, size, 1))  # bicubic overshoot + noise <= 6
+    bg = np.asarray(up, np.float32) + _spec_noise(rng, size)  # bicubic overshoot + noise <= 6
     return np.clip(bg, 0.0, BG_CAP)
+
+
+def _spec_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Pixel noise in [-3, 3] drawn on the spec's 64x64 grid and repeated to `size` ([size, size, 1]).
+
+    Drawn at 64 whatever the size, so the rng stream after it (geometry, colours, stem) is the same at every size:
+    a 128 or 256 px render is the 64 px one's flower (same placement, rotation, jitter), drawn at more pixels."""
+    noise = rng.integers(-3, 4, (64, 64, 1))
+    if size == 64:
+        return noise
+    if size % 64 == 0:
+        k = size // 64
+        return np.repeat(np.repeat(noise, k, axis=0), k, axis=1)
+    idx = (np.arange(size) * 64) // size  # any other size: nearest cell of the 64 grid
+    return noise[idx][:, idx]
 
 
 def _smooth(grid: np.ndarray, size: int) -> np.ndarray:

@@ -1,15 +1,17 @@
 """Generate a whole synthetic-flowers set on disk (images, manifest, attributes, test captions, contact sheet).
 
-    <out>/images/image_00001.png      64x64 RGB
+    <out>/images/image_00001.png      64x64 RGB (size x size with size=128 or 256: the same flowers, drawn larger)
     <out>/manifest.jsonl              {"image_id", "image_path" (relative to <out>), "captions": [10 str]}
     <out>/attributes.jsonl            {"image_id", "petal_color", "center_color", "petal_count", "petal_shape"}
     <out>/test_captions.jsonl         {"id": int, "caption", + the attributes that caption names}
-    <out>/contact_sheet.png           the first 64 images, 8x8, scaled 2x
+    <out>/contact_sheet.png           the first 64 images, 8x8, scaled 2x (1x at 128 and 256 px)
     <out>/datalab/                    with datalab=True: the DataLab Cup layout (see tools/synthetic/datalab.py)
     <out>/.complete.json              the arguments, written last; a re-run with the same ones does nothing
 
 Image i (0-based) draws everything from numpy.random.default_rng([seed, 0, i]) and test caption j from
-default_rng([seed, 1, j]), so the bytes depend only on (seed, n, n_test), never on the number of workers.
+default_rng([seed, 1, j]), so the bytes depend only on (seed, n, n_test, size), never on the number of workers; the
+attributes and captions depend only on (seed, n, n_test): a set drawn at 128 or 256 px has the 64 px set's manifest,
+attributes and test captions, and each image is the 64 px image's flower at more pixels (tools/synthetic/render.py).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from tools.synthetic import datalab as dl
 from tools.synthetic.render import render_flower, sample_attributes
 
 FORMAT_VERSION = 1  # bump when the same arguments would produce different bytes
-IMAGE_SIZE = 64
+IMAGE_SIZE = 64  # the default; SIZES are the ones --size accepts
+SIZES = (64, 128, 256)
 CHUNK = 100  # images per worker task, at most
 TRAIN_STREAM, TEST_STREAM = 0, 1  # second word of the rng key: training images vs held-out captions
 OUTPUTS = ("images", "datalab", "manifest.jsonl", "attributes.jsonl", "test_captions.jsonl", "contact_sheet.png",
@@ -40,11 +43,12 @@ def image_name(i: int, n: int) -> str:
 
 
 def generate_dataset(out_dir, n: int = 8000, seed: int = 0, datalab: bool = False, n_test: int = 819,
-                     workers: int = 1, force: bool = False, progress: bool = True) -> Path:
-    """Write the set to `out_dir` and return its path; a no-op if it is already there with the same arguments."""
-    _check_args(n, seed, n_test, workers)
+                     workers: int = 1, force: bool = False, progress: bool = True, size: int = IMAGE_SIZE) -> Path:
+    """Write the set to `out_dir` and return its path; a no-op if it is already there with the same arguments.
+    size: image side in px (SIZES); the attributes and captions are the same at every size."""
+    _check_args(n, seed, n_test, workers, size)
     out = Path(out_dir)
-    args = {"n": n, "seed": seed, "n_test": n_test, "datalab": bool(datalab), "size": IMAGE_SIZE,
+    args = {"n": n, "seed": seed, "n_test": n_test, "datalab": bool(datalab), "size": size,
             "format_version": FORMAT_VERSION}
     if _already_there(out, args, force):
         print(f"{out} already holds this synthetic set (n={n}, seed={seed}); nothing to do")
@@ -53,7 +57,7 @@ def generate_dataset(out_dir, n: int = 8000, seed: int = 0, datalab: bool = Fals
     (out / "images").mkdir(parents=True, exist_ok=True)
     if datalab:
         (out / "datalab" / dl.IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    rows = _render_all(out, n, seed, datalab, workers, progress)  # [(attrs, captions)] in image order
+    rows = _render_all(out, n, seed, datalab, workers, progress, size)  # [(attrs, captions)] in image order
     names = [image_name(i, n) for i in range(n)]
     _write_jsonl(out / "manifest.jsonl", (
         {"image_id": nm, "image_path": f"images/{nm}.png", "captions": caps} for nm, (_, caps) in zip(names, rows)))
@@ -63,14 +67,15 @@ def generate_dataset(out_dir, n: int = 8000, seed: int = 0, datalab: bool = Fals
     if datalab:
         dl.write_datalab(out / "datalab", list(range(1, n + 1)), [nm + ".jpg" for nm in names],
                          [caps for _, caps in rows], [i for i, _, _ in tests], [t for _, t, _ in tests])
-    contact_sheet([out / "images" / f"{nm}.png" for nm in names[:64]], out / "contact_sheet.png")
+    contact_sheet([out / "images" / f"{nm}.png" for nm in names[:64]], out / "contact_sheet.png",
+                  scale=2 if size <= 64 else 1)
     (out / ".complete.json").write_text(json.dumps(args, indent=1) + "\n")
-    print(f"wrote {n} images, {n * len(rows[0][1])} captions and {n_test} test captions to {out} "
+    print(f"wrote {n} images ({size} px), {n * len(rows[0][1])} captions and {n_test} test captions to {out} "
           f"in {time.time() - t0:.1f} s" + (" (+ DataLab Cup layout in datalab/)" if datalab else ""))
     return out
 
 
-def _check_args(n: int, seed: int, n_test: int, workers: int) -> None:
+def _check_args(n: int, seed: int, n_test: int, workers: int, size: int = IMAGE_SIZE) -> None:
     """All option checks in one place; each failure names the value and the allowed range."""
     if not isinstance(n, int) or n < 1:
         raise UserError(f"--n must be a positive number of images, got {n!r}")
@@ -80,6 +85,8 @@ def _check_args(n: int, seed: int, n_test: int, workers: int) -> None:
         raise UserError(f"--n-test must be an integer >= 0, got {n_test!r}")
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers!r}")
+    if size not in SIZES:
+        raise UserError(f"--size {size!r}: choose one of {', '.join(map(str, SIZES))}")
 
 
 def _already_there(out: Path, args: dict, force: bool) -> bool:
@@ -108,11 +115,11 @@ def _already_there(out: Path, args: dict, force: bool) -> bool:
     return False
 
 
-def _render_all(out: Path, n: int, seed: int, datalab: bool, workers: int, progress: bool) -> list:
+def _render_all(out: Path, n: int, seed: int, datalab: bool, workers: int, progress: bool, size: int) -> list:
     from tqdm import tqdm
 
     chunk = max(1, min(CHUNK, n // (4 * workers)))  # >= 4 tasks per worker; the chunking never changes the output
-    tasks = [(str(out), seed, start, min(start + chunk, n), n, datalab) for start in range(0, n, chunk)]
+    tasks = [(str(out), seed, start, min(start + chunk, n), n, datalab, size) for start in range(0, n, chunk)]
     rows: list = []
     with tqdm(total=n, unit="img", desc="rendering", disable=not progress, smoothing=0.1) as bar:
         if workers == 1:
@@ -132,12 +139,12 @@ def _render_all(out: Path, n: int, seed: int, datalab: bool, workers: int, progr
 
 def _render_chunk(task: tuple) -> list:
     """Render, save and caption images [start, stop); runs in a worker process."""
-    out, seed, start, stop, n, datalab = task
+    out, seed, start, stop, n, datalab, size = task
     rows = []
     for i in range(start, stop):
         rng = np.random.default_rng([seed, TRAIN_STREAM, i])
         attrs = sample_attributes(rng)
-        im = Image.fromarray(render_flower(attrs, rng, size=IMAGE_SIZE))
+        im = Image.fromarray(render_flower(attrs, rng, size=size))
         texts = cap.image_captions(attrs, rng)
         name = image_name(i, n)
         im.save(Path(out) / "images" / f"{name}.png", format="PNG", compress_level=1)  # 4x faster, +10% size

@@ -64,6 +64,9 @@ function card(body, answer, elapsedMs) {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
     img.src = src;
+    if (info && info.image_size > 128) {  // 64 px shows at 2x (style.css), 128 px at 1x, 256 px at its own size
+      img.style.width = img.style.height = `${info.image_size}px`;
+    }
     img.alt = `${answer.texts[0]} (#${k + 1})`;
     const a = document.createElement("a");
     a.href = src;
