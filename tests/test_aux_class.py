@@ -169,3 +169,18 @@ def test_batches_carry_the_images_labels(work):
         rows = sampler.batch(step)[0]
         assert batch[3].numpy().tolist() == data.labels[rows].tolist()
         assert batch[0].numpy()[:, 0, 0, 0].tolist() == rows.tolist()  # the labels belong to the batch's images
+
+
+def test_evaluate_run_reports_the_head(work, aux_run, capsys):
+    from tools.evaluate import main
+
+    tmp, _, _ = work
+    run, _ = aux_run
+    caps = tmp / "eval_captions.jsonl"  # the tiny set has no held-out captions: two of its own, with their class
+    caps.write_text(json.dumps({"id": 1, "caption": "a red flower number 0 variant 0", "class": "c0"}) + "\n"
+                    + json.dumps({"id": 2, "caption": "a yellow flower number 1 variant 0"}) + "\n")
+    assert main(["--run", str(run), "--captions", str(caps), "--quick", "--n-per-caption", "2"]) == 0
+    m = json.loads((run / "metrics.json").read_text())["aux_classifier"]
+    assert (m["classes"], m["labels"], m["real"]["count"], m["generated"]["count"]) == (3, "class", 6, 2)
+    assert m["generated"]["accuracy"] in (0.0, 0.5, 1.0)  # 2 images of caption 1 (class c0); caption 2 names none
+    assert "aux classifier head (3 classes: class; chance 0.333)" in capsys.readouterr().out

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
 
         aux = head_accuracy(args.run, args.checkpoint, images, captions)  # None: the run has no class head
         if aux is not None:
-            metrics["aux_classifier"] = aux    out = args.out or args.images / "metrics.json"
+            metrics["aux_classifier"] = aux
+    out = args.out or args.images / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(format_table(metrics))
