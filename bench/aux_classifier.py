@@ -72,9 +72,16 @@ def ms_per_step(run: Path, step: int) -> float | None:
 
 
 def evaluate(name: str, run: Path, args) -> dict:
+    """tools/evaluate.py at the arm's checkpoint; an earlier evaluation of the same run and step is reused (arms
+    finish at different times: each is evaluated once, when its checkpoint exists)."""
     from tools.evaluate import main as evaluate_main
 
     out = args.out / f"{name}-step{args.step}.metrics.json"
+    if out.is_file():
+        m = json.loads(out.read_text(encoding="utf-8"))
+        if Path(m.get("images", "")).resolve() == run.resolve() / "eval" / f"step_{args.step:06d}":
+            print(f"[{name}] reusing {out}")
+            return m
     argv = ["--run", str(run), "--checkpoint", str(args.step), "--quick", "--n-per-caption", str(args.n_per_caption),
             "--seed", str(args.seed), "--out", str(out)]
     if args.classifier_dir:
