@@ -38,8 +38,10 @@ COLUMNS = [("petal_color", "petal colour"), ("center_color", "centre colour"), (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench/aux_classifier.py", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", required=True, help="NAME=RUN_DIR,... the arms in table order (the first is the reference)")
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", required=True,
+                   help="NAME=RUN_DIR,... the arms in table order (the first is the reference)")
     p.add_argument("--step", type=int, required=True, help="checkpoint step every arm is evaluated at")
     p.add_argument("--n-per-caption", type=int, default=2, help="noise samples per test caption (default 2)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")

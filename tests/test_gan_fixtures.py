@@ -78,7 +78,8 @@ def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corru
     ds = CaptionDataset(name=name, root=data, layout="manifest", image_ids=[f"img{i}" for i in range(n_images)],
                         image_paths=paths, captions=captions, caption_image=np.array(caption_image))
     if classes:
-        ds.labels, ds.label_names, ds.label_source = np.arange(n_images) % classes, [f"c{k}" for k in range(classes)], "class"
+        ds.labels, ds.label_source = np.arange(n_images) % classes, "class"
+        ds.label_names = [f"c{k}" for k in range(classes)]
     from cache.writer import build_cache
 
     out = tmp / "cache" / f"{name}-{spec}.h5"
