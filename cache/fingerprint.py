@@ -1,10 +1,11 @@
 """The cache fingerprint: one sha256 that changes whenever the cached vectors could change.
 
 It covers the dataset's image ids, caption texts, caption -> image mapping, the test ids/texts (when the
-dataset has them), the encoder config (JSON with sorted keys, taken *before* a fitted encoder is fitted, so
-a fresh encoder built from the same spec and options gives the same fingerprint), the stored dtype, and for a
-cache with token states (`--tokens`) their config minus "truncated"/"length_rule" (cache/tokens.py). A
-sentence-only cache hashes exactly what it hashed before token states existed.
+dataset has them), the class labels with their names and source (when it has them: another grouping is another
+cache), the encoder config (JSON with sorted keys, taken *before* a fitted encoder is fitted, so a fresh encoder
+built from the same spec and options gives the same fingerprint), the stored dtype, and for a cache with token
+states (`--tokens`) their config minus "truncated"/"length_rule" (cache/tokens.py). A sentence-only, unlabelled
+cache hashes exactly what it hashed before token states and labels existed.
 Image paths are deliberately left out: moving a dataset does not change its vectors.
 """
 from __future__ import annotations
@@ -40,6 +41,10 @@ def cache_fingerprint(dataset, encoder_config: dict, dtype: str, tokens: dict | 
     if dataset.test_ids is not None:
         _update_strings(h, "test_ids", dataset.test_ids)
         _update_strings(h, "test_texts", dataset.test_captions or [])
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:  # only a labelled dataset: an unlabelled cache keeps the fingerprint it always had
+        _update_strings(h, "labels:" + dataset.label_source, dataset.label_names)
+        h.update(b"label_ids\0" + np.asarray(labels, dtype="<i8").tobytes())
     h.update(b"encoder\0" + encoder_config_json(encoder_config).encode("utf-8"))
     h.update(b"dtype\0" + str(dtype).encode())
     if tokens is not None:  # cache/tokens.fingerprint_part: L, layer, dtype, padding, pooling

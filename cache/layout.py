@@ -11,6 +11,8 @@ IMAGE_ID = "images/id"  # [M] UTF-8 str
 IMAGE_PATH = "images/path"  # [M] UTF-8 str, absolute
 TEST_ID = "test/id"  # [T] UTF-8 str (optional: held-out test captions of the dataset)
 TEST_TEXT = "test/text"  # [T] UTF-8 str
+IMAGE_LABEL = "images/label"  # [M] int64 class id of each image (optional: only a labelled dataset)
+LABEL_NAME = "labels/name"  # [K] UTF-8 str class names, sorted; images/label indexes them
 ENCODER_STATE = "encoder_state"  # group: fitted encoder arrays (tfidf vocabulary, idf), may be empty
 
 # root attributes
@@ -24,6 +26,7 @@ ATTR_DATASET_ROOT = "dataset_root"
 ATTR_DATASET_LAYOUT = "dataset_layout"
 ATTR_VERSIONS = "versions"  # JSON {library: version}
 ATTR_CREATED = "created"  # ISO time
+ATTR_LABELS = "labels"  # where the labels came from: "class" or attribute names "petal_color,petal_shape" (if any)
 
 # build bookkeeping (cache/writer.py)
 ATTR_DTYPE = "dtype"  # "float32" | "float16"

@@ -216,6 +216,17 @@ class EmbeddingCache:
     def test_texts(self) -> list[str] | None:
         return self._strings(L.TEST_TEXT) if L.TEST_TEXT in self._f else None
 
+    def labels(self) -> tuple[np.ndarray, list[str]] | None:
+        """(class id [M] int64, class names [K]) of a labelled cache; None when the dataset had no labels."""
+        if L.IMAGE_LABEL not in self._f:
+            return None
+        return self._f[L.IMAGE_LABEL][()].astype(np.int64, copy=False), self._strings(L.LABEL_NAME)
+
+    @property
+    def label_source(self) -> str:
+        """"class" or the attribute grouping of a labelled cache; "" without labels."""
+        return str(self._attr(L.ATTR_LABELS, ""))
+
     def embeddings(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """float32 [N, D], or [len(rows), D] for the given caption rows (any order, repeats allowed)."""
         data = self._f[L.CAPTION_EMBEDDING]

@@ -11,6 +11,8 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
     images/id              [M]    UTF-8 str
     images/path            [M]    UTF-8 str   absolute paths
     test/id, test/text     [T]    UTF-8 str   only when the dataset has held-out test captions
+    images/label           [M]    int64       class id of each image, only when the dataset has labels
+    labels/name            [K]    UTF-8 str   class names (sorted) that images/label indexes
     encoder_state/         group             a fitted encoder's arrays (tfidf vocabulary, idf), else empty
     tokens/states, tokens/lengths, tokens/ids  only with --tokens: [U, L, D] float16 last-layer token states of
                                               the distinct captions in the unique order, [U] int32, [U, L] int32
@@ -35,6 +37,7 @@ Cache layout (one HDF5 file; names fixed in cache/layout.py, extras in cache/rea
     tokens          only with --tokens: JSON {length, layer, dtype, padding, pooling, length_rule, truncated}
     dataset_name, dataset_root (absolute), dataset_layout
     versions        JSON {python, numpy, h5py, tensorflow, transformers (if loaded)}
+    labels          only a labelled cache: "class" (the layout's own) or the attribute names grouped
     created         ISO-8601 UTC time of the first attempt (kept on resume; SOURCE_DATE_EPOCH overrides)
     precision_check only for a reduced-precision encoder (hf/minilm precision=bfloat16): JSON {precision,
                     against: "float32", texts, min_cosine} measured on up to 256 of the distinct captions
@@ -204,6 +207,9 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
         if dataset.test_ids is not None:
             _write_strings(f, L.TEST_ID, dataset.test_ids)
             _write_strings(f, L.TEST_TEXT, dataset.test_captions or [])
+        if getattr(dataset, "labels", None) is not None:
+            _write_array(f, L.IMAGE_LABEL, np.asarray(dataset.labels, np.int64))
+            _write_strings(f, L.LABEL_NAME, dataset.label_names)
         _write_state(f.create_group(L.ENCODER_STATE), encoder.state())
         _create_embedding(f, dataset.num_captions, int(encoder.dim), dtype)
         if tokens is not None:
@@ -227,6 +233,8 @@ def _create(out, dataset, plan, encoder, fingerprint, *, dtype, chunk_size, batc
             L.ATTR_VERSIONS: json.dumps(library_versions(), sort_keys=True),
             L.ATTR_CREATED: _created(),
         }
+        if getattr(dataset, "labels", None) is not None:
+            attrs[L.ATTR_LABELS] = dataset.label_source
         if check:
             attrs[ATTR_PRECISION_CHECK] = json.dumps(check, sort_keys=True)
         for key, value in attrs.items():

@@ -43,6 +43,8 @@ class CacheInfo:
     num_images: int = 0  # images in the cache (before masking bad ones)
     num_captions: int = 0  # caption rows
     token_length: int = 0  # L of the cache's token states (built with --tokens; 0: none)
+    labels: str = ""  # where the cache's class labels came from ("class", "petal_color,petal_shape"); "": none
+    num_classes: int = 0  # K classes of a labelled cache (0: no labels)
 
 
 @dataclass
@@ -89,6 +91,8 @@ class GanConfig:
     ca_noise: float = 1.0  # sampling only: c = μ + ca_noise·σ·ε(z) in sample grids, generate.py, evaluation (0: μ)
     contrastive: float = 1.0  # dfgan: weight λ of the batch contrastive term on D's projection scores (own caption
     # against the batch's others; D on real images, G on its fakes; gan/dfgan.py pair_scores); 0: off
+    aux_class: float = 0.0  # weight W of TAC-GAN's auxiliary classifier (gan/aux_head.py): D classifies real images,
+    # G is rewarded when D finds its fakes' caption class; needs a labelled cache (precompute --labels); 0: off
     magp_weight: float = 2.0  # MA-GP k (DF-GAN: 2)
     magp_power: float = 6.0  # MA-GP p (DF-GAN: 6)
     magp_every: int = 1  # lazy MA-GP: the penalty every k steps with weight ×k (1: every step)
@@ -278,6 +282,9 @@ def validate(cfg: GanConfig) -> None:
     _validate_recipe(cfg)
     check_ca_noise(cfg.ca_noise, "--set ca_noise=")
     get_arch(cfg.arch).check(cfg)
+    from gan.aux_head import check_aux
+
+    check_aux(cfg, get_arch(cfg.arch).reads)
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
 

@@ -25,6 +25,8 @@ class TrainingData:
     vectors: np.ndarray  # [N, D] float16 (cheap in memory; averaged and cast to float32 per batch)
     image_paths: list[str]  # [M]
     test_texts: list[str] | None
+    labels: np.ndarray | None = None  # [M] int64 class id per image of a labelled cache (gan/aux_head.py)
+    label_names: list[str] | None = None  # [K]
 
 
 def read_cache(path, need_vectors: bool = True) -> TrainingData:
@@ -37,11 +39,14 @@ def read_cache(path, need_vectors: bool = True) -> TrainingData:
         info = CacheInfo(path=str(Path(path).resolve()), encoder=cache.encoder_spec,
                          encoder_config=cache.encoder_config, dim=cache.dim, fingerprint=cache.fingerprint,
                          dataset_name=cache.dataset_name, num_images=cache.num_images,
-                         num_captions=cache.num_captions,
+                         num_captions=cache.num_captions, labels=cache.label_source,
                          token_length=cache.tokens().length if cache.has_tokens else 0)
+        labels = cache.labels()  # (ids [M], names [K]) or None
+        if labels is not None:
+            info.num_classes = len(labels[1])
         vectors = cache.embeddings().astype(np.float16) if need_vectors else np.zeros((0, cache.dim), np.float16)
         return TrainingData(info, cache.texts(), cache.image_index(), vectors, cache.image_paths(),
-                            cache.test_texts())
+                            cache.test_texts(), *(labels or (None, None)))
 
 
 def sample_captions(texts: list[str], caption_image: np.ndarray, n: int) -> list[int]:
@@ -122,15 +127,20 @@ class BatchSampler:
         return images, self._captions(images, rng), self._captions(wrong_images, rng)
 
 
-def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None):
+def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None, labels=None):
     """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]), then for an arch that reads words
     (conditions a gan.words.WordConditions) the token states of both: words [B, L, E] float16, lengths [B] int32,
-    wrong words, wrong lengths.
+    wrong words, wrong lengths; last, given `labels` ([M] class id per image), the images' class ids int32 [B]
+    (the auxiliary classifier's targets, gan/aux_head.py).
 
     `conditions` is [N, D] vectors (averaged over the k captions, float32), [N, T] int32 word ids (an arch that
     reads raw text, gan/archs.py) or WordConditions (vectors + token states read by row).
     `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
     """
+    if labels is not None:
+        inner = make_batch_fn(images, conditions, sampler, negatives)
+        labels = np.asarray(labels, np.int32)
+        return lambda step: (*inner(step), labels[sampler.batch(int(step))[0]])
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions
     is_ids = vectors.dtype.kind in "iu"
@@ -151,9 +161,10 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
 
 
 def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_step: int,
-                 end_step: int | None = None, prefetch: int = 2, negatives=None) -> tf.data.Dataset:
-    """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched."""
-    batch = make_batch_fn(images, conditions, sampler, negatives)
+                 end_step: int | None = None, prefetch: int = 2, negatives=None, labels=None) -> tf.data.Dataset:
+    """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched; with `labels`
+    each element also carries the images' class ids [B] int32 (last)."""
+    batch = make_batch_fn(images, conditions, sampler, negatives, labels)
     b, size = sampler.batch_size, images.shape[1]
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions
@@ -163,6 +174,8 @@ def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_st
     if tokens is not None:
         shapes += [(b, tokens.length, tokens.dim), (b,)] * 2
         dtypes += [tf.float16, tf.int32] * 2
+    if labels is not None:
+        shapes, dtypes = shapes + [(b,)], dtypes + [tf.int32]
 
     def fn(step):
         out = tf.numpy_function(batch, [step], dtypes, stateful=False)

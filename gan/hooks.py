@@ -55,7 +55,8 @@ class ProgressHook:
         if self.deadline is not None:
             left = min(left, max(self.deadline - time.perf_counter(), 0))
         head = f"step {step}/{self.total}" if self.total else f"step {step}"
-        self.log(f"{head} | d {vals['d']:.2f} | g {vals['g']:.2f} | kl {vals['kl']:.2f} | {ms:.0f} ms/step"
+        cls = f" | cls {vals['cls']:.2f}" if "cls" in vals else ""  # the auxiliary classifier's CE on real images
+        self.log(f"{head} | d {vals['d']:.2f} | g {vals['g']:.2f} | kl {vals['kl']:.2f}{cls} | {ms:.0f} ms/step"
                  f" | ETA {R.format_duration(left)}")
         for name, v in {**vals, "ms_per_step": ms}.items():
             R.tb_scalar(f"train/{name}", v, step)

@@ -26,6 +26,7 @@ from gan import run_dir as R
 from gan import strategy as S
 from gan.archs import get_arch
 from gan.config import GanConfig
+from gan.aux_head import require_labels
 from gan.data import BatchSampler, TrainingData, make_dataset, read_cache
 from gan.hooks import CheckpointHook, ProgressHook, SampleHook, diverged
 from gan.run_dir import TrainingDiverged  # noqa: F401  (what train raises on a divergence; callers import it here)
@@ -114,6 +115,7 @@ def prepare(cfg: GanConfig, data: TrainingData | None, resume_dir, echo: bool) -
     data = data or read_cache(cfg.embeddings, need_vectors=arch.reads == "vectors")
     if not cfg.cache.path:  # library use: train(resolve(...)) without the CLI filling in the cache section
         cfg = replace(cfg, cache=data.info)
+    require_labels(cfg, data.labels)  # --set aux_class on a cache without labels: one line
     run_facts = setup_runtime(cfg)
     dist = S.distribution(cfg)  # before TF's runtime starts: MultiWorkerMirroredStrategy must be made first
     run_facts.update(dist.facts())
@@ -168,7 +170,8 @@ def _train(cfg, data, resume_dir, echo, after_step) -> TrainResult:
     samples = SampleHook(cfg.sample_every, cfg, run.data, run.conditions, run.run_dir, trainer)
     # phase 4: the batches from `start` on, split over the replicas
     ds = make_dataset(run.images, run.conditions, run.sampler, start, run.total,
-                      negatives=hard_negatives(cfg, run.data, run.sampler, log))
+                      negatives=hard_negatives(cfg, run.data, run.sampler, log),
+                      labels=run.data.labels if cfg.aux_class else None)
     ds = S.distribute(dist, ds)
     loop = Loop(trainer, S.step_function(trainer, dist), progress, checkpoints, samples, after_step, run.total)
     with tf.summary.create_file_writer(str(run.run_dir / "tb")).as_default():

@@ -118,3 +118,22 @@ LOSS_FAMILIES = {
     "hinge": (hinge_generator_loss, hinge_discriminator_loss),
     "magp": (magp_generator_loss, magp_discriminator_loss),
 }
+
+
+# ------------------------------------------------------------------------------- auxiliary classifier
+def auxiliary_classifier_loss(class_logits, labels):
+    """Cross-entropy of D's auxiliary class head (AC-GAN, Odena et al. 2017; TAC-GAN, Dash et al. 2017):
+
+        L_cls = E[-log softmax(l(x))_y]
+
+    `class_logits` [B, K] (any float dtype), `labels` [B] int class ids. The same function gives D's term on real
+    images (D learns to classify them) and G's term on its fakes labelled with their captions' class (G is rewarded
+    when D finds that class in them)."""
+    logits = tf.cast(class_logits, tf.float32)
+    return _mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
+
+
+def classifier_accuracy(class_logits, labels):
+    """Share of rows whose arg-max class is the label: [B, K], [B] -> float32 scalar."""
+    hits = tf.equal(tf.argmax(class_logits, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32))
+    return _mean(tf.cast(hits, tf.float32))

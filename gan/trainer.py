@@ -16,6 +16,8 @@ import tensorflow as tf
 from gan import inference as I
 from gan import losses as L
 from gan.archs import get_arch
+from gan.aux_head import CHECKPOINT_KEY as AUX_KEY
+from gan.aux_head import aux_losses, build_aux_head
 from gan.config import GanConfig
 from gan.diffaugment import diff_augment, parse_policy
 from gan.ema import GeneratorEMA
@@ -40,8 +42,10 @@ class GanTrainer(keras.Model):
     """G, D (encoder + conditional head) and, for an arch that reads raw text (ta80), its text encoder trained by
     D's loss."""
 
-    def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, ema_copy=None, **kwargs):
+    def __init__(self, generator, d_encoder, d_head, text_encoder=None, *, cfg: GanConfig, ema_copy=None,
+                 aux_head=None, **kwargs):
         super().__init__(**kwargs)
+        self.aux_head, self.aux_class = aux_head, cfg.aux_class  # TAC-GAN class head and its weight (gan/aux_head.py)
         self.generator, self.d_encoder, self.d_head, self.text_encoder = generator, d_encoder, d_head, text_encoder
         self.arch = arch = get_arch(cfg.arch)
         self.has_ca = arch.has_ca
@@ -64,6 +68,7 @@ class GanTrainer(keras.Model):
         self.d_tracker = keras.metrics.Mean(name="d")
         self.g_tracker = keras.metrics.Mean(name="g")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.aux_tracker = keras.metrics.Mean(name="cls") if aux_head is not None else None  # D's CE on real images
 
     def compile(self, d_optimizer, g_optimizer):
         super().compile()
@@ -75,7 +80,8 @@ class GanTrainer(keras.Model):
     @property
     def d_variables(self):
         text = self.text_encoder.trainable_variables if self.text_encoder is not None else []
-        return self.d_encoder.trainable_variables + self.d_head.trainable_variables + text
+        aux = self.aux_head.trainable_variables if self.aux_head is not None else []
+        return self.d_encoder.trainable_variables + self.d_head.trainable_variables + text + aux
 
     @property
     def g_variables(self):
@@ -83,7 +89,7 @@ class GanTrainer(keras.Model):
 
     @property
     def metrics(self):
-        return [self.d_tracker, self.g_tracker, self.kl_tracker]
+        return [self.d_tracker, self.g_tracker, self.kl_tracker] + ([self.aux_tracker] if self.aux_tracker else [])
 
     def text(self, cond, training=False):
         """Cached vectors pass through; word ids [B, T] -> the arch's text encoder (ta80: GRU) -> [B, 128]."""
@@ -144,9 +150,11 @@ class GanTrainer(keras.Model):
 
     def train_step(self, data, penalty: bool = True):
         """One simultaneous D and G update. `penalty`: include the MA-GP term (loss magp; see penalty_due)."""
-        images, cond, wrong_cond, *tokens = data  # uint8 [B, 64, 64, 3]; [B, D] float (ta80: [B, T] int32) ×2
-        # an arch that reads words: + (states [B, L, E] float16, lengths [B]) of the matched and mismatched caption
-        words, wrong_words = tuple(tokens[:2]), tuple(tokens[2:])
+        images, cond, wrong_cond, *extra = data  # uint8 [B, S, S, 3]; [B, D] float (ta80: [B, T] int32) ×2
+        # an arch that reads words: + (states [B, L, E] float16, lengths [B]) of the matched and mismatched caption;
+        # with the auxiliary classifier, last, the images' class ids [B] int32
+        n_words = 4 if self.arch.words else 0
+        words, wrong_words, labels = tuple(extra[:2]), tuple(extra[2:n_words]), extra[n_words:]
         real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
         if self.augment:
             real = augment_images(real, self.rng, self.shift_px)
@@ -178,6 +186,10 @@ class GanTrainer(keras.Model):
             if self.contrastive:
                 d_loss += self.contrastive * self._contrastive(real_features, t_real, words)
                 g_loss += self.contrastive * self._contrastive(fake_features, t_real, words)
+            if self.aux_head is not None:  # TAC-GAN: D classifies the real images, G's fakes should show their class
+                d_cls, g_cls, _ = aux_losses(self.aux_head, real_features, fake_features, labels[0])
+                d_loss += self.aux_class * d_cls
+                g_loss += self.aux_class * g_cls
             d_scaled = self.d_optimizer.scale_loss(d_loss)  # loss scaling under mixed precision
             g_scaled = self.g_optimizer.scale_loss(g_loss)
 
@@ -192,6 +204,9 @@ class GanTrainer(keras.Model):
         self.d_tracker.update_state(d_loss)
         self.g_tracker.update_state(g_adv)
         self.kl_tracker.update_state(kl)
+        if self.aux_head is not None:
+            self.aux_tracker.update_state(d_cls)
+            return {"d": d_loss, "g": g_adv, "kl": kl, "cls": d_cls}
         return {"d": d_loss, "g": g_adv, "kl": kl}
 
     def sample(self, cond, z):
@@ -205,7 +220,8 @@ def build_trainer(cfg: GanConfig, vocab_size: int = 0) -> GanTrainer:
     arch = get_arch(cfg.arch)
     g, d_enc, d_head, text = arch.build(cfg, vocab_size)
     ema_copy = arch.build(cfg, vocab_size, generator_only=True) if cfg.ema else None
-    trainer = GanTrainer(g, d_enc, d_head, text, cfg=cfg, ema_copy=ema_copy)
+    aux = build_aux_head(d_enc, cfg.cache.num_classes) if cfg.aux_class else None
+    trainer = GanTrainer(g, d_enc, d_head, text, cfg=cfg, ema_copy=ema_copy, aux_head=aux)
     mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
 
     def adam(lr):
@@ -224,4 +240,6 @@ def checkpoint_objects(trainer: GanTrainer, step: tf.Variable) -> dict:
         objs[I.TEXT_ENCODER] = trainer.text_encoder
     if trainer.ema is not None:
         objs[I.GENERATOR_EMA] = trainer.ema.model
+    if trainer.aux_head is not None:
+        objs[AUX_KEY] = trainer.aux_head
     return objs

@@ -16,7 +16,7 @@ from tools.errors import UserError
 
 RUNS = Path(__file__).parent / "data" / "runs"
 # resolve({"arch": A, "preset": "cpu", "embeddings": "x.h5"}) as computed by the code before the defaults moved
-# (commit 3780f5e, removed options dropped: each was at its off value)
+# (commit 3780f5e, removed options dropped: each was at its off value; options added since at theirs: aux_class)
 DFGAN_CPU = {
     "embeddings": "x.h5", "caption_mean_k": 1, "augment": False, "shift_px": 4, "hard_negatives": 0.5,
     "hard_neg_low": 0.8, "hard_neg_high": 0.95, "hard_neg_pool": 4096, "image_size": 64, "arch": "dfgan",
@@ -24,7 +24,7 @@ DFGAN_CPU = {
     "z_dim": 100, "c_dim": 128, "upsample": "nearest", "proj4": "spatial", "d_norm": "auto", "ta80_embed_dim": 256,
     "ta80_rnn_dim": 128, "ta80_dense_dim": 128, "ema": True, "ema_decay": 0.999, "diffaug": "translation,cutout",
     "diffaug_translation": 0.125, "diffaug_cutout": 0.25, "loss": "magp", "kl_weight": 0.5, "ca_noise": 1.0,
-    "contrastive": 1.0, "magp_weight": 2.0, "magp_power": 6.0, "magp_every": 1, "lr_g": 0.0001, "lr_d": 0.0004,
+    "contrastive": 1.0, "aux_class": 0.0, "magp_weight": 2.0, "magp_power": 6.0, "magp_every": 1, "lr_g": 0.0001, "lr_d": 0.0004,
     "beta1": 0.0, "beta2": 0.9, "preset": "cpu", "batch_size": 64, "steps": 5000, "epochs": 0.0, "minutes": 0.0,
     "log_every": 50, "sample_every": 500, "ckpt_every": 500, "keep_checkpoints": 3, "num_sample_captions": 8,
     "num_sample_z": 8, "seed": 0, "deterministic": False, "mixed_precision": "auto", "run_dir": "runs",

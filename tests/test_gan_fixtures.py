@@ -55,8 +55,9 @@ def tiny_synthetic_run(tmp: Path, n_images: int) -> tuple[Path, Path, Path]:
 
 
 def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corrupt: int | None = None,
-               spec: str = "testhash", name: str = "tiny-flowers") -> Path:
-    """tmp/data/*.png (n_images solid colours, one per image) + tmp/cache/<name>-<spec>.h5."""
+               spec: str = "testhash", name: str = "tiny-flowers", classes: int = 0) -> Path:
+    """tmp/data/*.png (n_images solid colours, one per image) + tmp/cache/<name>-<spec>.h5; with classes > 0 the
+    images carry labels (image i: class "c{i % classes}")."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     paths, captions, caption_image = [], [], []
@@ -76,6 +77,9 @@ def make_cache(tmp: Path, n_images: int = 6, caps: int = 3, dim: int = 16, corru
             caption_image.append(i)
     ds = CaptionDataset(name=name, root=data, layout="manifest", image_ids=[f"img{i}" for i in range(n_images)],
                         image_paths=paths, captions=captions, caption_image=np.array(caption_image))
+    if classes:
+        ds.labels, ds.label_source = np.arange(n_images) % classes, "class"
+        ds.label_names = [f"c{k}" for k in range(classes)]
     from cache.writer import build_cache
 
     out = tmp / "cache" / f"{name}-{spec}.h5"

@@ -63,11 +63,17 @@ class CaptionDataset:
     test_ids: list[str] | None = None  # [T] ids of held-out test captions (e.g. DataLab testData.pkl)
     test_captions: list[str] | None = None  # [T]
     skips: SkipReport = field(default_factory=SkipReport)
+    labels: np.ndarray | None = None  # [M] int64 class id of each image, into label_names (None: no labels)
+    label_names: list[str] | None = None  # [K] sorted class names (tools/datasets/labels.py)
+    label_source: str = ""  # where the labels came from: "class" (the layout's own) or "petal_color,..." (attributes)
 
     def __post_init__(self) -> None:
         self.caption_image = np.asarray(self.caption_image, dtype=np.int64)
         assert len(self.image_ids) == len(self.image_paths), "image ids and paths differ in length"
         assert len(self.captions) == len(self.caption_image), "captions and caption_image differ in length"
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            assert len(self.labels) == len(self.image_ids), "labels and image ids differ in length"
 
     @property
     def num_images(self) -> int:

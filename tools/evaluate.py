@@ -6,9 +6,11 @@
 
 --run generates --n-per-caption images for each held-out test caption of the run's dataset (with the run's
 own encoder and latest checkpoint) into RUN_DIR/eval/step_XXXXXX/, evaluates them, and writes
-RUN_DIR/metrics.json. --images evaluates a folder you generated yourself. On a synthetic-flowers dataset --run
-also draws the attribute-swap caption pairs (bench/data/swap_pairs.jsonl; --swap-pairs) into .../swap_pairs/ and
-reports binding accuracy: both colours on the part the caption names (tools/evaluation/binding.py).
+RUN_DIR/metrics.json (for a run trained with --set aux_class also its class head's accuracy on real held-out and on
+the generated images: tools/evaluation/aux_accuracy.py). --images evaluates a folder you generated yourself. On a
+synthetic-flowers dataset --run also draws the attribute-swap caption pairs (bench/data/swap_pairs.jsonl;
+--swap-pairs) into .../swap_pairs/ and reports binding accuracy: both colours on the part the caption names
+(tools/evaluation/binding.py).
 
 Reads `inference_{ID}.png|jpg` (one image per caption) or `inference_{ID}_{k}.png|jpg` (k-th noise sample),
 matches ID to the captions file (JSONL rows {id, caption, + the attributes the caption names}, like the
@@ -278,12 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     metrics["images"], metrics["captions"] = str(args.images), str(captions_path)
     if args.run is not None:
         metrics["sampling"] = args.sampling  # how generate_for_run drew the images
+        from tools.evaluation.aux_accuracy import head_accuracy
+
+        aux = head_accuracy(args.run, args.checkpoint, images, captions)  # None: the run has no class head
+        if aux is not None:
+            metrics["aux_classifier"] = aux
     if (binding := _binding(args)) is not None:
         metrics["binding"] = binding
     out = args.out or args.images / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(format_table(metrics))
+    if "aux_classifier" in metrics:
+        from tools.evaluation.aux_accuracy import format_lines
+
+        print("\n".join(format_lines(metrics["aux_classifier"])))
     print(f"wrote {out}")
     return 0
 

@@ -115,13 +115,18 @@ def load_dataset(
     images_dir: str | Path | None = None,
     name: str | None = None,
     caption_column: str | None = None,
+    labels: str | None = None,
 ) -> CaptionDataset:
     """Import the dataset at `path` (layout detected unless given); skips are counted in `.skips`.
 
     strict=True turns every skip (missing/corrupt image, empty or truncated caption, ...) into a UserError.
     images_dir overrides where images are looked for. name defaults to a slug of the dataset folder's name.
     caption_column names the text column of an imagefolder metadata file or a webdataset's .json.
+    labels: --labels (auto | none | attribute names; tools/datasets/labels.py).
     """
+    from tools.datasets.labels import apply_labels, parse_labels_option
+
+    parse_labels_option(labels)  # a bad --labels fails before the import
     path = Path(path).expanduser()
     if layout in (None, "auto"):
         layout = detect_layout(path)
@@ -134,7 +139,7 @@ def load_dataset(
         if not images_dir.is_dir():
             raise UserError(f"--images-dir {images_dir}: no such folder")
     builder = _loader(layout, caption_column)(path, images_dir, SkipReport(strict=strict))
-    return builder.build(name or slugify(builder.root.resolve().name, fallback=layout))
+    return apply_labels(builder.build(name or slugify(builder.root.resolve().name, fallback=layout)), labels)
 
 
 def add_dataset_args(parser: argparse.ArgumentParser, *, default: str | None = None) -> argparse._ArgumentGroup:
@@ -150,6 +155,10 @@ def add_dataset_args(parser: argparse.ArgumentParser, *, default: str | None = N
     group.add_argument("--caption-column", metavar="NAME", default=None,
                        help="imagefolder/webdataset: the metadata or .json column holding the captions, when it "
                             "is not obvious (default: text, caption, captions, ... or the only text column)")
+    group.add_argument("--labels", metavar="auto|none|A,B", default="auto",
+                       help="class labels stored per image in the cache (for --set aux_class): auto = the layout's "
+                            "own (text_c10 class folders, a class/label column), none, or attribute names of an "
+                            "attributes.jsonl beside the data, e.g. petal_color,petal_shape (default: auto)")
     group.add_argument("--strict", action="store_true",
                        help="stop at the first bad item (missing/corrupt image, empty or over-long caption) "
                             "instead of skipping and counting it")
@@ -159,7 +168,7 @@ def add_dataset_args(parser: argparse.ArgumentParser, *, default: str | None = N
 def dataset_from_args(args: argparse.Namespace) -> CaptionDataset:
     """load_dataset with the flags added by add_dataset_args."""
     return load_dataset(args.data, args.layout, strict=args.strict, images_dir=args.images_dir,
-                        caption_column=getattr(args, "caption_column", None))
+                        caption_column=getattr(args, "caption_column", None), labels=getattr(args, "labels", None))
 
 
 __all__ = ["LAYOUTS", "add_dataset_args", "dataset_from_args", "detect_layout", "load_dataset"]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.dataset import CaptionDataset, SkipReport
+from tools.datasets.labels import encode_labels
 from tools.datasets.shards import image_exists
 from tools.errors import UserError
 
@@ -97,6 +98,7 @@ class DatasetBuilder:
         self.image_ids: list[str] = []
         self.image_paths: list[str] = []
         self.image_where: list[str] = []
+        self.image_labels: list[str | None] = []  # class name per image (None: the layout gave none)
         self.captions: list[str] = []
         self.caption_image: list[int] = []
         self.test_ids: list[str] = []
@@ -104,8 +106,9 @@ class DatasetBuilder:
         self._seen: dict[str, str] = {}  # image id -> where it was defined (missing images included)
         self._seen_test: dict[str, str] = {}
 
-    def add_image(self, image_id: str, path: str, where: str) -> int | None:
-        """Row of the new image, or None when its file is missing (counted; its captions are skipped)."""
+    def add_image(self, image_id: str, path: str, where: str, label: str | None = None) -> int | None:
+        """Row of the new image, or None when its file is missing (counted; its captions are skipped).
+        label: the image's class name where the layout knows one (tools/datasets/labels.py)."""
         if image_id in self._seen:
             raise UserError(
                 f"duplicate image id {image_id!r}: {self._seen[image_id]} and {where}; "
@@ -118,6 +121,7 @@ class DatasetBuilder:
         self.image_ids.append(image_id)
         self.image_paths.append(path)
         self.image_where.append(where)
+        self.image_labels.append(label)
         return len(self.image_ids) - 1
 
     def clean(self, text: str, where: str) -> str:
@@ -170,6 +174,7 @@ class DatasetBuilder:
                 f"{self.root}: no image with a caption found in this {self.layout} dataset ({self.skips.summary()}); "
                 f"check the image paths, or point --images-dir at the images"
             )
+        labels = encode_labels([self.image_labels[i] for i in keep], [self.image_where[i] for i in keep])
         return CaptionDataset(
             name=name,
             root=self.root,
@@ -181,6 +186,9 @@ class DatasetBuilder:
             test_ids=self.test_ids or None,
             test_captions=self.test_captions or None,
             skips=self.skips,
+            labels=None if labels is None else labels[0],
+            label_names=None if labels is None else labels[1],
+            label_source="" if labels is None else "class",
         )
 
 

@@ -9,7 +9,8 @@ or, with no metadata file, caption files beside the images:
 file_name is relative to the metadata file's folder. The caption column is found by name (the first of
 CAPTION_COLUMNS present; two of them present is ambiguous), else it is the only text column besides
 file_name; otherwise name it with --caption-column. A cell may hold one caption or a list of captions, and
-rows repeating a file_name add captions to that image. The image id is the image's path relative to ROOT
+rows repeating a file_name add captions to that image. A `class` or `label` column is the image's class
+(stored as its label; never taken for the caption column). The image id is the image's path relative to ROOT
 without its suffix ("0001", "train/0001"). Images no row names are counted as "image without captions";
 caption files without an image as "caption file without image". Text files must be UTF-8 (common.py).
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from tools.dataset import SkipReport
 from tools.datasets.common import IMAGE_SUFFIXES, DatasetBuilder, jsonl_rows, read_utf8
+from tools.datasets.labels import LABEL_FIELDS, label_field
 from tools.errors import UserError
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
@@ -58,7 +60,7 @@ def pick_caption_column(columns: list[str], given: str | None, where: str, text_
     known = [c for c in CAPTION_COLUMNS if c in columns]
     if len(known) == 1:
         return known[0]
-    candidates = known or [c for c in text_columns if c != FILE_COLUMN]
+    candidates = known or [c for c in text_columns if c not in (FILE_COLUMN, *LABEL_FIELDS)]  # a class is no caption
     if len(candidates) == 1:
         return candidates[0]
     raise UserError(
@@ -115,9 +117,14 @@ def _load_metadata(root: Path, metas: list[Path], images_dir, caption_column, bu
             base = images_dir if images_dir is not None else meta.parent
             image = Path(os.path.abspath(base / file_name))
             key = str(image)
+            label = label_field(row, where)  # a `class`/`label` column: the image's class
             if key not in image_rows:
                 named.add(key)
-                image_rows[key] = builder.add_image(_image_id(root if images_dir is None else base, image), key, where)
+                image_rows[key] = builder.add_image(_image_id(root if images_dir is None else base, image), key, where,
+                                                    label)
+            elif image_rows[key] is not None and builder.image_labels[image_rows[key]] != label:
+                raise UserError(f"{where}: {file_name} has class {label!r} here and "
+                                f"{builder.image_labels[image_rows[key]]!r} in an earlier row; an image has one class")
             if column not in row:
                 raise UserError(f"{where}: no {column!r} field; every row needs its caption")
             for k, caption in enumerate(caption_list(row[column], f"{where} {column}")):

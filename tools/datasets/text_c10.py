@@ -6,6 +6,7 @@
 One caption per line (UTF-8; blank lines ignored). --data may name ROOT or the text_c10 folder itself.
 Images are found by file stem anywhere under ROOT/jpg, ROOT/images, ROOT/CUB_200_2011/images (or --images-dir);
 when a stem occurs twice, the copy inside a folder named like the caption's class folder wins.
+Each image's class is its caption folder's name (class_00001, 001.Black_footed_Albatross): stored as its label.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def load(path: Path, images_dir: Path | None, skips: SkipReport) -> DatasetBuild
             candidates = index.get(txt.stem, [])
             same_class = [c for c in candidates if Path(c).parent.name == class_dir.name]
             image_path = (same_class or candidates or [str(folders[0] / f"{txt.stem}.jpg")])[0]
-            image = builder.add_image(txt.stem, image_path, str(txt))
+            image = builder.add_image(txt.stem, image_path, str(txt), class_dir.name)  # the class folder: its label
             for lineno, line in enumerate(read_utf8(txt).splitlines(), start=1):
                 if line.strip():
                     builder.add_caption(image, line, f"{txt}:{lineno}")
