@@ -1,11 +1,14 @@
 """What a trained discriminator reads in the text: on real synthetic flowers, does D score the true caption above
-the same caption with one word swapped (the petal count, the centre colour, the petal colour or the shape)?
+the same caption with one word swapped (the petal count, the centre colour, the petal colour or the shape), and
+with the petal and centre colours exchanged (binding: only flowers whose two colours are yellow and white, the
+colours both palettes have)?
 
     python bench/d_swaps.py --runs kl05=runs/00001-synthetic-flowers-minilm
     python bench/d_swaps.py --runs a=RUN_A,b=RUN_B --checkpoint 5000 --images 800
 
 Every image gets one template caption that names all four attributes with its true values, and four captions
-each with one attribute swapped for another value (drawn at random). Per attribute: how often D(image, true) >
+each with one attribute swapped for another value (drawn at random); a yellow/white flower also the caption with
+its two colours exchanged. For an arch that reads words (dfgan-words) D gets each caption's token states too. Per attribute: how often D(image, true) >
 D(image, swapped) ("win": 0.5 is a D blind to that word) and the mean logit gap. For the petal count, also the
 mean logit of images with count a (rows) under captions naming count b (columns), double-centred (the row and
 column means removed): what is left is the image-text interaction, the part of D that a generator's gradient
@@ -82,9 +85,20 @@ def swapped_captions(labels: np.ndarray, rng: np.random.Generator) -> tuple[list
     return true, swaps
 
 
+def exchanged_captions(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """labels int [N, 4] -> (mask [N]: the flower's petal and centre colours differ and each could be the other's,
+    i.e. yellow and white; the captions with the two colours exchanged, the true caption where mask is False)."""
+    both = set(spec.PETAL_COLORS) & set(spec.CENTER_COLORS)  # colours either part may have: yellow, white
+    values = [[ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)] for row in labels]
+    mask = np.array([v[0] in both and v[1] in both and v[0] != v[1] for v in values], bool)
+    return mask, [caption([v[1], v[0], *v[2:]] if m else v) for v, m in zip(values, mask)]
+
+
 def win_rate(true_logits: np.ndarray, swapped_logits: np.ndarray) -> dict:
     """How often D prefers the true caption, and by how much on average."""
     gap = np.asarray(true_logits, np.float64) - np.asarray(swapped_logits, np.float64)
+    if gap.size == 0:  # no image to judge (e.g. no yellow/white flower among a few images)
+        return {"win": float("nan"), "gap": float("nan")}
     return {"win": float(np.mean(gap > 0)), "gap": float(np.mean(gap))}
 
 
@@ -119,15 +133,22 @@ class Judge:
             .read(self.path).expect_partial()
         self.step = int(step.numpy())
         self.cache = EmbeddingCache.open(self.cfg.cache.path)
+        self.words = get_arch(self.cfg.arch).words
 
     def logits(self, features: list, texts: list[str]) -> np.ndarray:
         """D's logit [N] of the images behind `features` (batches of BATCH, from features()) with texts[i] as image
         i's caption."""
         import tensorflow as tf
 
-        vectors = self.cache.encode(texts)[0] * self.trainer.d_text_scale  # what D reads in training
-        return np.concatenate([self.trainer.discriminate(f, tf.constant(vectors[k * BATCH:(k + 1) * BATCH]),
-                                                         training=False).numpy() for k, f in enumerate(features)])
+        if self.words:  # sentence vectors and token states of the cache's own encoder
+            vectors, *words = self.cache.encode_tokens(texts)
+        else:
+            vectors, words = self.cache.encode(texts)[0], []
+        vectors = vectors * self.trainer.d_text_scale  # what D reads in training
+        part = lambda x, k: tf.constant(x[k * BATCH:(k + 1) * BATCH])  # noqa: E731
+        return np.concatenate([self.trainer.discriminate(f, part(vectors, k), training=False,
+                                                         words=tuple(part(w, k) for w in words)).numpy()
+                               for k, f in enumerate(features)])
 
     def features(self, images: np.ndarray) -> list:
         import tensorflow as tf
@@ -154,6 +175,8 @@ def judge_run(judge: Judge, images: np.ndarray, labels: np.ndarray, seed: int) -
         raise UserError(f"no image of the {len(labels)} drawn shows petal count {missing[0]}; use more --images")
     mean = np.array([[by_caption[n][shown == i].mean() for n in counts] for i in range(len(counts))])
     out["count_interaction"] = interaction(mean).round(4).tolist()
+    mask, exchanged = exchanged_captions(labels)
+    out["binding"] = {**win_rate(true_logits[mask], judge.logits(feats, exchanged)[mask]), "images": int(mask.sum())}
     out["step"], out["checkpoint"] = judge.step, judge.path
     return out
 
@@ -165,9 +188,11 @@ def report(results: dict[str, dict], n_images: int, data: Path) -> str:
              f"{n_images} real images of {data}, each with its true template caption and one caption per attribute "
              "with that word swapped; `python bench/d_swaps.py`. Machine (float rounding only): " + machine(),
              "", "## P(D(true) > D(one word swapped)) and the mean logit gap", "",
-             "| run | step | " + " | ".join(ATTRIBUTES) + " |", "|---|---:|" + "---:|" * len(ATTRIBUTES)]
+             "| run | step | " + " | ".join(ATTRIBUTES) + " | colours exchanged (binding) |",
+             "|---|---:|" + "---:|" * (len(ATTRIBUTES) + 1)]
     for name, r in results.items():
         cells = [f"{r[a]['win']:.3f} ({r[a]['gap']:+.2f})" for a in ATTRIBUTES]
+        cells.append(f"{r['binding']['win']:.3f} ({r['binding']['gap']:+.3f}; {r['binding']['images']} images)")
         lines.append(f"| {name} | {r['step']} | " + " | ".join(cells) + " |")
     counts = ATTRIBUTE_VALUES["petal_count"]
     lines += ["", "## Petal count: image-text interaction (rows: count shown, columns: count named; double-centred)",

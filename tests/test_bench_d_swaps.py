@@ -23,6 +23,21 @@ def test_each_swapped_caption_changes_exactly_its_attribute():
             assert values[:k] + values[k + 1:] == list(row[:k]) + list(row[k + 1:])
 
 
+def test_exchanged_captions_swap_the_two_colours_of_yellow_white_flowers_only():
+    from bench.d_swaps import exchanged_captions
+    from tools.evaluation.real_data import ATTRIBUTE_VALUES
+
+    idx = {a: {v: i for i, v in enumerate(ATTRIBUTE_VALUES[a])} for a in ATTRIBUTE_VALUES}
+    rows = [("yellow", "white", 5, "round"), ("white", "yellow", 8, "pointed"), ("red", "white", 4, "round"),
+            ("white", "white", 6, "round")]
+    labels = np.array([[idx[a][v] for a, v in zip(idx, row)] for row in rows])
+    mask, texts = exchanged_captions(labels)
+    assert mask.tolist() == [True, True, False, False]
+    assert texts[0] == "this flower has five round white petals and a yellow center"
+    assert texts[1] == "this flower has eight pointed yellow petals and a white center"
+    assert texts[2] == "this flower has four round red petals and a white center"  # unchanged: red cannot be a centre
+
+
 def test_interaction_removes_row_and_column_effects():
     inner = np.array([[1.0, -1.0, 0.0], [-2.0, 1.0, 1.0], [1.0, 0.0, -1.0]])  # rows and columns sum to 0
     mean = inner + np.array([[5.0], [-1.0], [2.0]]) + np.array([[0.5, 3.0, -4.0]])  # + image and caption biases
