@@ -47,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--swap-samples", type=int, default=4, help="noise samples per swap-pair caption (default 4)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--quick", action="store_true", help="leave out both R-precisions (matchers train on first use)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse a run's metrics already in --work for the same step (made with the same seed and "
+                        "samples: delete the file otherwise)")
     p.add_argument("--grid-pairs", type=int, default=6, help="pairs in the grid (default 6)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "bench-binding",
                    help="where each run's metrics JSON goes (default: %(default)s)")
@@ -63,7 +66,8 @@ def evaluate(label: str, run: Path, args) -> dict:
     out = args.work / f"{label}-step{step}.json"
     argv = ["--run", str(run), "--n-per-caption", str(args.n_per_caption), "--seed", str(args.seed),
             "--swap-samples", str(args.swap_samples), "--checkpoint", str(step), "--out", str(out)]
-    evaluate_main(argv + (["--quick"] if args.quick else []))
+    if not (args.reuse and out.exists()):  # --reuse: an evaluation of the same run and step made earlier
+        evaluate_main(argv + (["--quick"] if args.quick else []))
     m = json.loads(out.read_text(encoding="utf-8"))
     if not m.get("binding"):
         raise UserError(f"--runs {label}={run}: no binding rows (is its dataset a synthetic-flowers folder?)")

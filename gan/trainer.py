@@ -154,7 +154,7 @@ class GanTrainer(keras.Model):
         # an arch that reads words: + (states [B, L, E] float16, lengths [B]) of the matched and mismatched caption;
         # with the auxiliary classifier, last, the images' class ids [B] int32
         n_words = 4 if self.arch.words else 0
-        words, wrong_words, labels = tuple(extra[:2]), tuple(extra[2:n_words]), extra[n_words:]
+        words, wrong_words, labels = tuple(extra[:n_words][:2]), tuple(extra[:n_words][2:]), extra[n_words:]
         real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
         if self.augment:
             real = augment_images(real, self.rng, self.shift_px)
