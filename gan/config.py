@@ -26,6 +26,9 @@ MAX_CA_NOISE = 2.0  # largest sampling CA noise scale (ca_noise); 1 is the noise
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (263 ms: bench/results/ablation-2026-12-02.md); 5000 steps ≈ 30 min
     "cpu": dict(ngf=32, ndf=32, batch_size=64, steps=5000, log_every=50, sample_every=500, ckpt_every=500),
+    # gpu at --image-size 256 (dfgan): 1.39 TFLOP/step at batch 128 (2.5x the 64 px step, gan/flops.py) and ~6 GB
+    # of layer outputs in float16 before the backward passes keep theirs; on a 16-24 GB card start at --batch-size 64
+    # (an estimate from the layer shapes: not measured on a GPU here; docs/training.md)
     "gpu": dict(ngf=64, ndf=64, batch_size=128, steps=20000, log_every=100, sample_every=1000, ckpt_every=1000),
 }
 
