@@ -4,7 +4,8 @@ With `--set aux_class=W` (W > 0) on a cache that stores class labels (precompute
 second head on its image features: global-average-pooled last feature map -> Dense(K) class logits. D's loss gains
 W·CE(head(real), y) (it learns to tell the class of real images) and G's loss gains W·CE(head(fake), y) with y the
 class of the image whose caption the fake was drawn from (G is rewarded when D finds that class in its images).
-D is not trained to classify fakes (AC-GAN's D also is; with a weak early G that teaches the head fake textures).
+D is not trained to classify fakes (AC-GAN's D is): the head learns the classes from real images only. The progress
+line's `d` includes W·CE(real); `cls` shows CE(real) alone.
 The head lives in D's variables and in the checkpoint ("aux_head"); tools/evaluate.py reports its accuracy.
 """
 from __future__ import annotations
