@@ -116,12 +116,15 @@ def test_token_round_trip_and_config(built, encoder):
 def test_length_given_cuts_and_counts(encoder, tmp_path):
     ds = make_dataset()
     counts = encoder.token_lengths(UniquePlan.from_captions(ds.captions).texts)
-    report = build_cache_report(ds, encoder, tmp_path / "l8.h5", chunk_size=8, tokens=8, log=None)
+    report = build_cache_report(ds, encoder, tmp_path / "l8.h5", chunk_size=8, tokens=8, dtype="float16", log=None)
     assert report.tokens["length"] == 8 and report.tokens["truncated"] == int((counts > 8).sum()) > 0
     assert report.tokens["length_rule"].startswith("--token-length 8")
     with EmbeddingCache.open(report.path) as cache, cache.tokens() as tokens:
         _, lengths = tokens.unique(np.arange(tokens.num_unique))
+        assert cache.dtype == "float16" and tokens.length == 8  # --dtype float16 vectors beside the tokens
+        vectors, want = cache.embeddings(), encoder.encode(ds.captions)
     np.testing.assert_array_equal(lengths, np.minimum(counts, 8))
+    np.testing.assert_allclose(vectors, want, rtol=0, atol=2e-3)
 
 
 def test_masked_mean_of_stored_tokens_is_the_sentence_vector(built):
@@ -292,3 +295,17 @@ def test_ray_workers_store_the_same_token_states(built, bert_dir, encoder, tmp_p
                                    fb[LA.TOKENS_STATES][()].astype(np.float32), rtol=1e-3, atol=1e-3)
         for name in (LA.TOKENS_LENGTHS, LA.TOKENS_IDS, LA.CAPTION_UNIQUE_INDEX):
             np.testing.assert_array_equal(fa[name][()], fb[name][()])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--encoder", "tfidf", "--tokens"], "--tokens needs a transformer encoder with token states (minilm, mpnet, hf:"),
+    (["--encoder", "glove:x.txt", "--tokens"], "glove:x.txt gives sentence vectors only"),
+    (["--tokens", "--token-length", "0"], "--token-length '0' must be a positive integer or auto"),
+    (["--token-length", "16"], "--token-length 16 needs --tokens"),
+])
+def test_cli_refuses_bad_token_flags_in_one_line_before_loading(args, needle, tmp_path):
+    run = subprocess.run([sys.executable, "precompute_embeddings.py", "--data", str(tmp_path / "none"), *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and lines[-1].startswith("error: ") and needle in lines[-1], run.stderr
+    assert "tensorflow" not in run.stderr.lower()  # refused before any model (or TensorFlow) was loaded
