@@ -3,11 +3,15 @@
     python bench/token_cache.py                        # synthetic flowers (8 000 images), minilm: two builds + reads
     python bench/token_cache.py --images 1000          # a quicker look
     python bench/token_cache.py --reads-only FILE.h5   # only the read cost, on an existing --tokens cache
+    python bench/token_cache.py --ab 1024              # encode vs encode_tokens on one chunk, interleaved
 
 builds: cache.writer.build_cache_report on the same captions, one process, one encoder (both of its graphs traced
         before the clock starts): sentence vectors only, then with token states (auto L). Seconds, distinct
         captions/s, MB and the ratios; then the extrapolation to COCO (616 767 captions) from the measured bytes per
         distinct caption and seconds per distinct caption (assumptions printed with it).
+ab:     where a tokens build spends its extra time, free of load drift between two builds: encode() and
+        encode_tokens() on the same N distinct captions, alternated ROUNDS times (median s each), and the HDF5 write
+        of that chunk's token rows (cache.tokens.write_chunk into a fresh file).
 reads:  STEPS "training steps" of BATCH random caption rows (the same rows for every reader), median and p90 ms:
         TokenStates.rows (what training calls), the same inside tf.data through tf.numpy_function,
         h5py fancy indexing of the sorted unique rows (the obvious alternative), EmbeddingCache.embeddings (the
@@ -90,6 +94,38 @@ def coco(s, t, mean_tokens: float) -> None:
           f"{length * t.dim * 2 / 1e3:.1f} kB, ids {length * 4} B, length 4 B)")
 
 
+def ab(n: int, data: Path, rounds: int = 3) -> None:
+    import h5py
+
+    from cache import tokens as T
+    from cache.writer import UniquePlan
+    from embeddings.registry import get_encoder
+
+    texts = UniquePlan.from_captions(dataset(8000, data).captions).texts
+    texts = texts[:: max(1, len(texts) // n)][:n]  # spread over the length order, like a whole build
+    encoder = get_encoder("minilm")
+    encoder.encode(texts[:8])
+    encoder.encode_tokens(texts[:8], 32)
+    times: dict[str, list[float]] = {"encode": [], "encode_tokens": [], "write_chunk": []}
+    with tempfile.TemporaryDirectory(prefix="token-ab-") as tmp:
+        for r in range(rounds):
+            for name in ("encode", "encode_tokens") if r % 2 == 0 else ("encode_tokens", "encode"):
+                t0 = time.perf_counter()
+                out = encoder.encode(texts) if name == "encode" else encoder.encode_tokens(texts, 32)
+                times[name].append(time.perf_counter() - t0)
+            rows = T.check_chunk("minilm", texts, 0, 32, encoder.dim, *out[1:])
+            with h5py.File(Path(tmp) / f"w{r}.h5", "w") as f:
+                T.create_datasets(f, len(texts), {"length": 32}, encoder.dim)
+                t0 = time.perf_counter()
+                T.write_chunk(f, 0, *rows)
+                f.flush()
+                times["write_chunk"].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"\n{n} distinct captions, {rounds} rounds alternated (median s)\n| step | s | x encode |\n|---|---:|---:|")
+    for name, sec in med.items():
+        print(f"| {name} | {sec:.2f} | {sec / med['encode']:.2f} |")
+
+
 def timed(fn, rows) -> tuple[float, float]:
     for r in rows[:10]:  # warm-up
         fn(r)
@@ -157,10 +193,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8000, help="synthetic images (10 captions each)")
     parser.add_argument("--data", type=Path, default=DATA, help=f"synthetic flowers folder (default {DATA})")
     parser.add_argument("--reads-only", metavar="FILE.h5", help="only time reads from this --tokens cache")
+    parser.add_argument("--ab", type=int, metavar="N", help="only encode vs encode_tokens on N distinct captions")
     args = parser.parse_args()
     from bench.machine import machine
 
     print(machine())
+    if args.ab:
+        ab(args.ab, args.data)
+        return
     if args.reads_only:
         reads(Path(args.reads_only))
         return
