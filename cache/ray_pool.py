@@ -222,7 +222,7 @@ def build_cache_ray(dataset, encoder, out_path, *, workers: int | None = None, a
     plan = W.UniquePlan.from_captions(dataset.captions)
     token_config = None if tokens is None else T.plan_tokens(encoder, plan.texts, tokens, log)
     fingerprint = cache_fingerprint(dataset, encoder.config(), dtype, T.fingerprint_part(token_config))
-    done = W._check_existing(out, fingerprint, force, token_config)  # None: new (or --force), -1: complete, k: k chunks merged
+    done = W._check_existing(out, fingerprint, force, token_config)  # None: new/--force, -1: complete, k: k merged
     if done is None or done < 0:  # shards without their incomplete FILE.h5 are stale (or were merged already)
         ShardStore(out, "", ShardLayout(0, 1, 1)).remove()
     if done is not None and done < 0:

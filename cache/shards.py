@@ -229,7 +229,8 @@ class ShardVectors:
         return slice(lo - base, hi - base)
 
     def encode(self, texts, **_batch) -> np.ndarray:
-        return self._vectors[self._next(texts, tokens=False)]
+        rows = self._next(texts, tokens=False)  # loads the shard first
+        return self._vectors[rows]
 
     def encode_tokens(self, texts, length: int, **_batch):
         """(vectors, states, lengths, ids) of the next chunk, as HFEncoder.encode_tokens gave them on a worker."""

@@ -52,7 +52,8 @@ def parse_length(value) -> int | str:
         n = 0
     if n <= 0:
         raise UserError(f"--token-length {value!r} must be a positive integer or auto (default auto: the "
-                        f"{AUTO_PERCENTILE}th percentile of the captions' token counts, a multiple of {LENGTH_MULTIPLE})")
+                        f"{AUTO_PERCENTILE}th percentile of the captions' token counts, "
+                        f"a multiple of {LENGTH_MULTIPLE})")
     return n
 
 
@@ -162,6 +163,11 @@ class TokenStates:
         self.num_unique = int(self._states.shape[0])
         self._unique = self._f[LA.CAPTION_UNIQUE_INDEX][()].astype(np.int64)  # [N]: 8 bytes a caption, in memory
         self._all_lengths = self._lengths[()]  # [U] int32, 4 bytes a distinct caption
+        # the writer's layout (one unfiltered little-endian row per chunk) lets a row be read as its raw chunk: ~25x
+        # faster than a selection (bench/token_cache.py); any other layout is read through h5py's selections
+        plist = self._states.id.get_create_plist()
+        self._raw_rows = (self._states.chunks == (1, self.length, self.dim) and plist.get_nfilters() == 0
+                          and self._states.dtype == np.dtype("<f2"))
 
     @property
     def num_captions(self) -> int:
@@ -183,8 +189,14 @@ class TokenStates:
         unique_rows = np.asarray(unique_rows, dtype=np.int64).ravel()
         wanted, inverse = np.unique(unique_rows, return_inverse=True)  # h5py wants increasing indices
         block = np.empty((len(wanted), self.length, self.dim), np.float16)
-        for i, row in enumerate(wanted):  # one chunk per row: a direct read beats a point selection's overhead
-            self._states.read_direct(block, np.s_[row : row + 1], np.s_[i : i + 1])
+        if wanted.size and (wanted[0] < 0 or wanted[-1] >= self.num_unique):
+            raise IndexError(f"unique rows must lie in [0, {self.num_unique}); got {wanted[0]}..{wanted[-1]}")
+        read_chunk = self._states.id.read_direct_chunk
+        for i, row in enumerate(wanted):  # one chunk per row
+            if self._raw_rows:
+                block[i] = np.frombuffer(read_chunk((int(row), 0, 0))[1], np.float16).reshape(self.length, self.dim)
+            else:
+                self._states.read_direct(block, np.s_[row : row + 1], np.s_[i : i + 1])
         return block[inverse.ravel()], self._all_lengths[unique_rows]
 
     def close(self) -> None:

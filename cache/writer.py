@@ -47,9 +47,10 @@ How a build runs: the file is first written to FILE.partial with everything exce
 indices, fitted encoder state, attributes, and captions/embedding allocated in full, zero-filled), then
 renamed to FILE. From then on HDF5 metadata never changes shape: each chunk of distinct captions is encoded
 (the encoder length-sorts its batches inside the chunk), its vectors are scattered into every caption row
-that uses them (and with --tokens its token rows written, from the same forward pass), the file is flushed, and only then is `chunks_done` advanced in place. A run killed at any
-point (even kill -9) therefore resumes at the first unfinished chunk, and the finished file is byte-identical
-to an uninterrupted run's. Memory stays flat in N: one chunk of vectors is held at a time.
+that uses them (with --tokens its token rows, from the same forward pass, are written too), the file is
+flushed, and only then is `chunks_done` advanced in place. A run killed at any point (even kill -9) therefore
+resumes at the first unfinished chunk, and the finished file is byte-identical to an uninterrupted run's.
+Memory stays flat in N: one chunk of vectors (and token states) is held at a time.
 """
 from __future__ import annotations
 

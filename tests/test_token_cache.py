@@ -116,12 +116,15 @@ def test_token_round_trip_and_config(built, encoder):
 def test_length_given_cuts_and_counts(encoder, tmp_path):
     ds = make_dataset()
     counts = encoder.token_lengths(UniquePlan.from_captions(ds.captions).texts)
-    report = build_cache_report(ds, encoder, tmp_path / "l8.h5", chunk_size=8, tokens=8, log=None)
+    report = build_cache_report(ds, encoder, tmp_path / "l8.h5", chunk_size=8, tokens=8, dtype="float16", log=None)
     assert report.tokens["length"] == 8 and report.tokens["truncated"] == int((counts > 8).sum()) > 0
     assert report.tokens["length_rule"].startswith("--token-length 8")
     with EmbeddingCache.open(report.path) as cache, cache.tokens() as tokens:
         _, lengths = tokens.unique(np.arange(tokens.num_unique))
+        assert cache.dtype == "float16" and tokens.length == 8  # --dtype float16 vectors beside the tokens
+        vectors, want = cache.embeddings(), encoder.encode(ds.captions)
     np.testing.assert_array_equal(lengths, np.minimum(counts, 8))
+    np.testing.assert_allclose(vectors, want, rtol=0, atol=2e-3)
 
 
 def test_masked_mean_of_stored_tokens_is_the_sentence_vector(built):
@@ -138,7 +141,7 @@ def test_masked_mean_of_stored_tokens_is_the_sentence_vector(built):
 # ---------------------------------------------------------------------------------------------- refusals
 def test_differently_built_caches_are_refused(built, encoder, tmp_path):
     ds = make_dataset()
-    with pytest.raises(UserError, match=r"cannot be reused: its token states are length 16.*asks for length 8.*--force"):
+    with pytest.raises(UserError, match=r"reused: its token states are length 16.*asks for length 8.*--force"):
         build_cache(ds, encoder, built, chunk_size=8, tokens=8, log=None)
     with pytest.raises(UserError, match=r"holds token states .* asks for none; add --tokens --token-length 16"):
         build_cache(ds, encoder, built, chunk_size=8, log=None)
@@ -185,10 +188,11 @@ def _run_writer(out: Path, bert_dir: str, kill: str | None = None) -> subprocess
     return subprocess.run([sys.executable, "-c", script, str(out), bert_dir], env=env, capture_output=True, text=True)
 
 
-def test_kill_9_after_token_rows_then_resume_is_byte_identical(bert_dir, tmp_path):
+def test_kill_9_after_token_rows_then_resume_is_byte_identical(bert_dir, encoder, tmp_path, monkeypatch):
     """SIGKILL after chunk 2's vectors and token rows are written, before the chunk is recorded."""
     straight, killed = tmp_path / "straight.h5", tmp_path / "killed.h5"
-    assert _run_writer(straight, bert_dir).returncode == 0
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the uninterrupted build runs here, the others in children
+    build_cache(make_dataset(), encoder, straight, chunk_size=8, tokens="auto", log=None)
     run = _run_writer(killed, bert_dir, "rows:2")
     assert run.returncode == -9, run.stderr
     with EmbeddingCache.open(killed, require_complete=False) as cache:
@@ -245,3 +249,63 @@ def test_encode_tokens_of_new_and_cached_text(built, encoder):
     # the cached text encoded afresh lands on its stored rows (another batch: equal to float16 rounding)
     again = encoder.encode_tokens([cached], 16)[1][0]
     np.testing.assert_allclose(again, stored[0].astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+def test_rows_read_as_raw_chunks_equal_a_rechunked_copy(built, tmp_path):
+    """rows() reads the writer's one-row chunks raw; a file chunked otherwise goes through h5py selections."""
+    import shutil
+
+    copy = tmp_path / "rechunked.h5"
+    shutil.copy(built, copy)
+    with h5py.File(copy, "r+") as f:
+        states = f[LA.TOKENS_STATES][()]
+        del f[LA.TOKENS_STATES]
+        f.create_dataset(LA.TOKENS_STATES, data=states, chunks=(4, *states.shape[1:]), compression="gzip")
+    rows = np.random.default_rng(1).integers(0, len(make_dataset().captions), 64)
+    with TokenStates(built) as raw, TokenStates(copy) as selected:
+        assert raw._raw_rows and not selected._raw_rows
+        a, b = raw.rows(rows), selected.rows(rows)
+        with pytest.raises(IndexError, match="caption rows must lie in"):
+            raw.rows([len(make_dataset().captions)])
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    np.testing.assert_array_equal(a[0], states[raw_index(built)[rows]])
+
+
+def raw_index(path: Path) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        return f[LA.CAPTION_UNIQUE_INDEX][()]
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("ray") is None,
+                    reason="Ray is optional: pip install -r requirements-ray.txt")
+def test_ray_workers_store_the_same_token_states(built, bert_dir, encoder, tmp_path):
+    """A real local Ray, 2 workers, shards of one chunk: the file equals the single-process one (vectors to float
+    tolerance: a worker runs TF on one thread; token states to float16 rounding; everything else exactly)."""
+    from cache.ray_pool import build_cache_ray
+
+    out = tmp_path / "ray.h5"
+    report = build_cache_ray(make_dataset(), encoder, out, workers=2, chunk_size=8, shard_chunks=1, tokens="auto",
+                             log=None)
+    assert report.workers == 2 and report.shards_encoded == report.num_shards == 3
+    with h5py.File(out, "r") as fa, h5py.File(built, "r") as fb:
+        same_attrs = {k for k in fb.attrs if k != "created"}
+        assert {k: str(fa.attrs[k]) for k in same_attrs} == {k: str(fb.attrs[k]) for k in same_attrs}
+        np.testing.assert_allclose(fa[LA.CAPTION_EMBEDDING][()], fb[LA.CAPTION_EMBEDDING][()], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(fa[LA.TOKENS_STATES][()].astype(np.float32),
+                                   fb[LA.TOKENS_STATES][()].astype(np.float32), rtol=1e-3, atol=1e-3)
+        for name in (LA.TOKENS_LENGTHS, LA.TOKENS_IDS, LA.CAPTION_UNIQUE_INDEX):
+            np.testing.assert_array_equal(fa[name][()], fb[name][()])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--encoder", "tfidf", "--tokens"], "--tokens needs a transformer encoder with token states (minilm, mpnet, hf:"),
+    (["--encoder", "glove:x.txt", "--tokens"], "glove:x.txt gives sentence vectors only"),
+    (["--tokens", "--token-length", "0"], "--token-length '0' must be a positive integer or auto"),
+    (["--token-length", "16"], "--token-length 16 needs --tokens"),
+])
+def test_cli_refuses_bad_token_flags_in_one_line_before_loading(args, needle, tmp_path):
+    run = subprocess.run([sys.executable, "precompute_embeddings.py", "--data", str(tmp_path / "none"), *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and lines[-1].startswith("error: ") and needle in lines[-1], run.stderr
+    assert "tensorflow" not in run.stderr.lower()  # refused before any model (or TensorFlow) was loaded
