@@ -182,10 +182,11 @@ def judge_run(judge: Judge, images: np.ndarray, labels: np.ndarray, seed: int) -
 
 
 def report(results: dict[str, dict], n_images: int, data: Path) -> str:
+    from bench.binding import portable
     from bench.machine import machine
 
     lines = [f"# What D reads in the text ({datetime.now(timezone.utc):%Y-%m-%d})", "",
-             f"{n_images} real images of {data}, each with its true template caption and one caption per attribute "
+             f"{n_images} real images of {portable(str(data))}, each with its true template caption and one caption per attribute "
              "with that word swapped; `python bench/d_swaps.py`. Machine (float rounding only): " + machine(),
              "", "## P(D(true) > D(one word swapped)) and the mean logit gap", "",
              "| run | step | " + " | ".join(ATTRIBUTES) + " | colours exchanged (binding) |",
