@@ -21,7 +21,6 @@ reads:  STEPS "training steps" of BATCH random caption rows (the same rows for e
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = REPO / "data" / "synthetic-flowers"  # make demo / precompute_embeddings.py generate it
 COCO_CAPTIONS = 616_767  # MS-COCO 2014 train + val captions (414 113 + 202 654)
 STEPS, BATCH = 200, 128

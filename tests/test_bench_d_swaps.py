@@ -55,8 +55,11 @@ def test_study_end_to_end_on_a_tiny_run(tmp_path):
     text = next(tmp_path.glob("d-swaps-*.md")).read_text()
     rows = [line for line in text.splitlines() if line.startswith("| tiny |") or line.startswith("| again |")]
     assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # same checkpoint, same numbers
-    wins = [float(c.split()[0]) for c in rows[0].strip("|").split("|")[2:]]
-    assert len(wins) == 4 and all(0.0 <= w <= 1.0 for w in wins)
+    cells = rows[0].strip("|").split("|")[2:]  # the four attributes, then the exchanged colours (binding)
+    wins = [float(c.split()[0]) for c in cells[:4]]
+    assert len(cells) == 5 and all(0.0 <= w <= 1.0 for w in wins)
+    binding = cells[4].split()[0]  # nan where none of the 24 flowers is yellow/white
+    assert binding == "nan" or 0.0 <= float(binding) <= 1.0
     matrix = [[float(v) for v in line.strip("|").split("|")[1:]] for line in text.splitlines()
               if line[:4] in ("| 4 ", "| 5 ", "| 6 ", "| 8 ")][:4]
     np.testing.assert_allclose(np.sum(matrix, axis=1), 0.0, atol=0.03)  # printed with 2 decimals
