@@ -60,6 +60,7 @@ class EmbeddingCache:
         self.path = path
         self._f = file
         self._rows_by_text: dict[str, int] | None = None
+        self._tokens = None  # cache.tokens.TokenStates kept by encode_tokens
 
     @classmethod
     def open(cls, path, require_complete: bool = True) -> "EmbeddingCache":
@@ -309,14 +310,17 @@ class EmbeddingCache:
 
     def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(vectors float32 [n, D], states float16 [n, L, D], lengths int32 [n]) for any texts at the cache's L:
-        stored rows where the cache holds the caption, elsewhere the cache's own checked encoder, one pass."""
-        with self.require_tokens() as tokens:
-            vectors, found = self.lookup(texts)
-            states = np.zeros((len(texts), tokens.length, tokens.dim), np.float16)
-            lengths = np.zeros(len(texts), np.int32)
-            hit = np.flatnonzero(found)
-            if len(hit):
-                states[hit], lengths[hit] = tokens.rows(np.array([self._rows_by_text[texts[i]] for i in hit]))
+        stored rows where the cache holds the caption, elsewhere the cache's own checked encoder, one pass.
+        The token reader is opened once per open cache (a server calls this for every batch) and closed with it."""
+        if self._tokens is None:
+            self._tokens = self.require_tokens()
+        tokens = self._tokens
+        vectors, found = self.lookup(texts)
+        states = np.zeros((len(texts), tokens.length, tokens.dim), np.float16)
+        lengths = np.zeros(len(texts), np.int32)
+        hit = np.flatnonzero(found)
+        if len(hit):
+            states[hit], lengths[hit] = tokens.rows(np.array([self._rows_by_text[texts[i]] for i in hit]))
         missing = np.flatnonzero(~found)
         if len(missing):
             new = self.checked_encoder().encode_tokens([texts[i] for i in missing], tokens.length)
@@ -340,6 +344,9 @@ class EmbeddingCache:
 
     # --- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._tokens is not None:
+            self._tokens.close()
+            self._tokens = None
         if self._f:
             self._f.close()
 

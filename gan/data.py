@@ -40,7 +40,7 @@ def read_cache(path, need_vectors: bool = True) -> TrainingData:
                          encoder_config=cache.encoder_config, dim=cache.dim, fingerprint=cache.fingerprint,
                          dataset_name=cache.dataset_name, num_images=cache.num_images,
                          num_captions=cache.num_captions, labels=cache.label_source,
-                         token_length=cache.tokens().length if cache.has_tokens else 0)
+                         token_length=cache.token_config["length"] if cache.has_tokens else 0)
         labels = cache.labels()  # (ids [M], names [K]) or None
         if labels is not None:
             info.num_classes = len(labels[1])
@@ -137,25 +137,22 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
     reads raw text, gan/archs.py) or WordConditions (vectors + token states read by row).
     `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
     """
-    if labels is not None:
-        inner = make_batch_fn(images, conditions, sampler, negatives)
-        labels = np.asarray(labels, np.int32)
-        return lambda step: (*inner(step), labels[sampler.batch(int(step))[0]])
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions
     is_ids = vectors.dtype.kind in "iu"
+    labels = None if labels is None else np.asarray(labels, np.int32)
 
     def batch(step):
         img_rows, rows, wrong_rows = sampler.batch(int(step))
+        classes = () if labels is None else (labels[img_rows],)
         if is_ids:
-            return images[img_rows], vectors[rows[:, 0]], vectors[wrong_rows[:, 0]]
+            return images[img_rows], vectors[rows[:, 0]], vectors[wrong_rows[:, 0]], *classes
         cond = vectors[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
         if negatives is not None:
             wrong_rows = negatives.mine(int(step), cond, img_rows, wrong_rows)
         wrong = vectors[wrong_rows].astype(np.float32).mean(axis=1)
-        if tokens is None:
-            return images[img_rows], cond, wrong
-        return (images[img_rows], cond, wrong, *tokens.rows(rows[:, 0]), *tokens.rows(wrong_rows[:, 0]))
+        words = () if tokens is None else (*tokens.rows(rows[:, 0]), *tokens.rows(wrong_rows[:, 0]))
+        return (images[img_rows], cond, wrong, *words, *classes)
 
     return batch
 

@@ -245,10 +245,9 @@ def open_tokens(cache_path: str):
     """The token states of a cache built with --tokens (kept open for the run), else a one-line UserError."""
     from cache.reader import EmbeddingCache
 
-    cache = EmbeddingCache.open(cache_path)
-    tokens = cache.tokens()
+    with EmbeddingCache.open(cache_path) as cache:
+        tokens = cache.tokens()  # its own file handle: stays open after the cache closes
     if tokens is None:
-        cache.close()
         raise UserError(f"{cache_path}: built without token states, which --arch dfgan-words reads; rebuild it with "
                         f"precompute_embeddings.py --tokens (same data and encoder)")
     return tokens
