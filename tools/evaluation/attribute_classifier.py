@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.errors import UserError
+from tools.evaluation.first_use import first_use_lock
 from tools.evaluation.real_data import (ATTRIBUTE_VALUES, ATTRIBUTES, generate_labelled_images, load_labelled_images,
                                         named_accuracy)
 
@@ -183,6 +184,11 @@ def load_or_train(directory: str | Path | None = None, dataset_dir: str | Path |
     clf = load(directory)
     if clf is not None:
         return clf
+    with first_use_lock(directory):
+        return load(directory) or _train_and_save(directory, dataset_dir, log)
+
+
+def _train_and_save(directory: Path, dataset_dir, log) -> AttributeClassifier:
     t0 = time.perf_counter()
     if dataset_dir is None:
         log(f"attribute classifier: rendering {N_TRAIN + N_HELDOUT} real flowers (seed {DATA_SEED}) ...")

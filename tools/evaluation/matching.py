@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from tools.errors import UserError
+from tools.evaluation.first_use import first_use_lock
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "cache" / "matcher"
 VERSION = 1  # bump when the architecture or recipe changes: stale matchers are retrained
@@ -245,11 +246,15 @@ def load_or_train_matcher(cache_path: str | Path, directory: str | Path | None =
     matcher = load_matcher(target)
     if matcher is not None:
         return matcher
-    pairs = load_pairs(cache_path=cache_path, log=log)
-    with EmbeddingCache.open(cache_path) as cache:
-        vectors = cache.embeddings(pairs.caption_rows)  # [N, D] the captions of usable images
-    log(f"matcher: cache matcher for {cache_path} -> {target}")
-    matcher = train_with_heldout(pairs.images, vectors, pairs.caption_image, str(cache_path), log=log)
-    matcher.meta.update(fingerprint=fingerprint, cache=str(Path(cache_path).resolve()))
-    save_matcher(matcher, target)
+    with first_use_lock(target):
+        matcher = load_matcher(target)
+        if matcher is not None:
+            return matcher
+        pairs = load_pairs(cache_path=cache_path, log=log)
+        with EmbeddingCache.open(cache_path) as cache:
+            vectors = cache.embeddings(pairs.caption_rows)  # [N, D] the captions of usable images
+        log(f"matcher: cache matcher for {cache_path} -> {target}")
+        matcher = train_with_heldout(pairs.images, vectors, pairs.caption_image, str(cache_path), log=log)
+        matcher.meta.update(fingerprint=fingerprint, cache=str(Path(cache_path).resolve()))
+        save_matcher(matcher, target)
     return matcher

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.evaluation.first_use import first_use_lock
 from tools.evaluation.matching import DEFAULT_DIR, EMBED_DIM, EPOCHS, Matcher, load_matcher, save_matcher, train_with_heldout
 
 VERSION = 1  # bump when the text model or recipe changes: stale judges are retrained
@@ -85,9 +86,11 @@ def load_or_train_shared_matcher(cache_path=None, dataset_dir=None, directory=No
         return found
     pairs = load_pairs(cache_path=cache_path, dataset_dir=dataset_dir, log=log)
     target = Path(directory or DEFAULT_DIR) / f"shared-{pairs.key[:16]}"
-    found = _load(target)  # the folder's key is only known after importing it
-    if found is not None:
-        return found
+    with first_use_lock(target):
+        return _load(target) or _train_and_save(pairs, target, epochs, log)  # the folder's key: known only now
+
+
+def _train_and_save(pairs, target: Path, epochs: int, log) -> SharedMatcher:
     vocabulary = fit_vocabulary(pairs.texts)
     tokens = tokenize(vocabulary, pairs.texts)  # [N, SEQ_LEN]
     log(f"matcher: shared judge of {pairs.name} ({len(vocabulary)} words) -> {target}")

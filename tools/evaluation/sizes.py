@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.evaluation.first_use import first_use_lock
+
 JUDGE_SIZE = 64  # the side every judge reads
 HELDOUT_SEED = 90211  # fresh real flowers for the accuracy at a size (the classifier trains on seed 90210)
 
@@ -83,10 +85,19 @@ def heldout_accuracy_at_size(clf, size: int, directory=None, log=print, n: int |
     path = Path(directory or DEFAULT_DIR) / f"heldout_{size}.json"
     stamp = {"size": size, "n": n, "seed": HELDOUT_SEED, "version": clf.meta.get("version"),
              "trained": clf.meta.get("train_seconds")}
+    with first_use_lock(path):
+        return _saved_accuracy(path, stamp) or _measure_at_size(clf, size, n, path, stamp, log)
+
+
+def _saved_accuracy(path: Path, stamp: dict) -> dict[str, float] | None:
     if path.is_file():
         saved = json.loads(path.read_text())
         if {k: saved.get(k) for k in stamp} == stamp:
             return saved["accuracy"]
+    return None
+
+
+def _measure_at_size(clf, size: int, n: int, path: Path, stamp: dict, log) -> dict[str, float]:
     log(f"attribute classifier: {n} fresh real flowers drawn at {size} px and at 64 px, read area-downsampled ...")
     images, labels = render_labelled(n, HELDOUT_SEED, size)
     small, _ = render_labelled(n, HELDOUT_SEED, JUDGE_SIZE)
