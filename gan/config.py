@@ -26,10 +26,13 @@ MAX_CA_NOISE = 2.0  # largest sampling CA noise scale (ca_noise); 1 is the noise
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores: ~0.3 s/step at ngf=ndf=32, batch 64 (263 ms: bench/results/ablation-2026-12-02.md); 5000 steps ≈ 30 min
     "cpu": dict(ngf=32, ndf=32, batch_size=64, steps=5000, log_every=50, sample_every=500, ckpt_every=500),
-    # gpu at --image-size 256 (dfgan): 1.39 TFLOP/step at batch 128 (2.5x the 64 px step, gan/flops.py) and ~6 GB
-    # of layer outputs in float16 before the backward passes keep theirs; on a 16-24 GB card start at --batch-size 64
-    # (an estimate from the layer shapes: not measured on a GPU here; docs/training.md)
     "gpu": dict(ngf=64, ndf=64, batch_size=128, steps=20000, log_every=100, sample_every=1000, ckpt_every=1000),
+}
+# what a preset changes at a larger --image-size. gpu at 256 px (dfgan): 1.39 TFLOP/step at batch 128 (2.5x the
+# 64 px step, gan/flops.py) and ~6.3 GB of layer outputs in float16 before the backward passes keep theirs, so batch
+# 64 (~3.2 GB) fits a 16-24 GB card (an estimate from the layer shapes, not measured on a GPU here; docs/training.md)
+SIZE_PRESETS: dict[tuple[str, str], dict[str, Any]] = {  # (preset, image size as given)
+    ("gpu", "256"): dict(batch_size=64),
 }
 
 
@@ -196,6 +199,7 @@ def resolve(overrides: dict, gpu_available: bool) -> GanConfig:
     if preset == "auto":
         preset = "gpu" if gpu_available else "cpu"
     preset_values = {k: v for k, v in PRESETS[preset].items() if k != "steps"}
+    preset_values.update(SIZE_PRESETS.get((preset, str(overrides.get("image_size", GanConfig.image_size))), {}))
     arch = overrides.get("arch", GanConfig.arch)
     arch_values = get_arch(arch).preset  # an unknown arch: one line listing the choices
     cfg = GanConfig().with_overrides({**preset_values, **arch_values, **overrides, "preset": preset})

@@ -158,6 +158,17 @@ def test_sizes_an_arch_does_not_draw_are_refused_in_one_line(work, args, pattern
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("preset,size,batch", [("gpu", 64, 128), ("gpu", 128, 128), ("gpu", 256, 64),
+                                               ("cpu", 256, 64)])
+def test_the_gpu_preset_halves_the_batch_at_256_px_and_an_explicit_batch_wins(work, preset, size, batch):
+    from gan.config import resolve
+
+    given = {"embeddings": str(work[1]), "preset": preset, "image_size": size}
+    cfg = resolve(given, gpu_available=False)
+    assert (cfg.preset, cfg.image_size, cfg.batch_size, cfg.ngf) == (preset, size, batch, 64 if preset == "gpu" else 32)
+    assert resolve({**given, "batch_size": 96}, gpu_available=False).batch_size == 96
+
+
 def test_resume_refuses_another_size(work, tmp_path):
     tmp, cache = work
     cli(["--embeddings", cache, "--run-dir", tmp_path, "--steps", 1, "--image-size", 128, *TINY])
