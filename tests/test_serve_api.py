@@ -134,9 +134,9 @@ def test_server_binds_loopback_and_reports_the_run(server):
 
 def test_images_are_the_generators_own_and_cached_captions_reuse_their_vectors(server):
     from gan.inference import load_generator
-    from tools.generation import encode_texts, open_run_cache, sample_z
+    from tools.generation import open_run_cache
 
-    gen, cfg = load_generator(server["run"])
+    _, cfg = load_generator(server["run"])
     cache = open_run_cache(cfg, server["run"])
     known = cache.texts()[4]
     texts = [known, "a  blue flower with eight\tround petals"]  # whitespace collapsed, as generate.py --text does
@@ -146,12 +146,9 @@ def test_images_are_the_generators_own_and_cached_captions_reuse_their_vectors(s
     body = r.json()
     assert (body["encoder"], body["step"], body["n"], body["seed"], body["truncation"]) == ("tfidf", 2, 2, 7, 0.8)
     assert body["texts"] == [known, "a blue flower with eight round petals"] and body["ms"] > 0
-    served = np.stack([decode(b) for b in body["images"]])  # [4, 64, 64, 3], caption-major
-    vectors = encode_texts(cfg, cache, body["texts"]).vectors
     cache.close()
-    z = sample_z(4, gen.z_dim, 7, 0.8)
-    direct = gen(vectors[[0, 0, 1, 1]], z)
-    assert np.abs(served.astype(int) - direct.astype(int)).max() <= 1  # same images (rounding may differ by 1)
+    served = np.stack([decode(b) for b in body["images"]])  # [4, 64, 64, 3], caption-major
+    assert_generators_own(server["run"], body, served)
     assert not np.array_equal(served[0], served[1])  # each image its own z
     again = post(server["url"], {"texts": texts, "n": 2, "seed": 7, "truncation": 0.8}).json()
     assert again["images"] == body["images"]  # same request, same bytes
@@ -161,6 +158,37 @@ def test_images_are_the_generators_own_and_cached_captions_reuse_their_vectors(s
     # the new caption was encoded once (then remembered in memory); the cached one always reused its vector
     assert after["encoded"] - before["encoded"] == 1 and after["reused"] - before["reused"] == 4
     assert after["requests"] - before["requests"] == 3 and after["images"] - before["images"] == 10
+
+
+def assert_generators_own(run: Path, body: dict, served: np.ndarray) -> None:
+    """The served images (caption-major, body["n"] per text) are the run's generator on the texts' own vectors."""
+    from gan.inference import load_generator
+    from tools.generation import encode_texts, open_run_cache, sample_z
+
+    gen, cfg = load_generator(run)
+    cache = open_run_cache(cfg, run)
+    vectors = encode_texts(cfg, cache, body["texts"]).vectors
+    cache.close()
+    n = body["n"]
+    z = sample_z(n * len(body["texts"]), gen.z_dim, body["seed"], body["truncation"])
+    direct = gen(np.repeat(vectors, n, axis=0), z)
+    assert np.abs(served.astype(int) - direct.astype(int)).max() <= 1  # same images (rounding may differ by 1)
+
+
+def test_captions_in_any_language_and_script_are_drawn(server):
+    """The page and the API take any UTF-8 caption (what the multilingual `use` encoder reads; this run's tfidf
+    knows none of these words, so its images are the text-free ones): echoed intact, drawn, each its own."""
+    texts = ["una flor con pétalos rojos y un centro blanco",  # es
+             "une fleur aux pétales jaunes et au cœur blanc",  # fr
+             "一朵有红色花瓣和白色花心的花",  # zh
+             "赤い花びらと白い中心の花",  # ja
+             "цветок с синими лепестками"]  # ru
+    r = post(server["url"], {"texts": texts, "n": 1, "seed": 11})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["texts"] == texts and len(body["images"]) == 5
+    assert_generators_own(server["run"], body, np.stack([decode(b) for b in body["images"]]))
 
 
 async def _concurrent(url: str, bodies: list[dict]) -> list[httpx.Response]:
