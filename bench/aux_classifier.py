@@ -14,7 +14,7 @@ Every arm is evaluated by tools/evaluate.py --run RUN --checkpoint STEP --quick 
 diversity in the attribute classifier's feature space) and, for an arm with the head, the head's accuracy on 1 000
 held-out real flowers and on the generated images (tools/evaluation/aux_accuracy.py). Ratios are to the first arm.
 ms/step: the median logged interval of the arm's run up to STEP (contended when other jobs shared the CPU).
-Output: bench/results/aux-classifier-<date>.md and .json; per-arm metrics in --out.
+Output: bench/results/aux-classifier-<date>-step<STEP>.md and .json; per-arm metrics in --out.
 """
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ def main(argv=None) -> int:
               f"{args.n_per_caption} samples per held-out test caption; tools/evaluate.py --quick. Command: "
               f"`python bench/aux_classifier.py --step {args.step} --runs {args.runs}`\n\n")
     args.results.mkdir(parents=True, exist_ok=True)
-    md, js = args.results / f"aux-classifier-{args.date}.md", args.results / f"aux-classifier-{args.date}.json"
+    stem = f"aux-classifier-{args.date}-step{args.step}"  # one table per step budget
+    md, js = args.results / f"{stem}.md", args.results / f"{stem}.json"
     md.write_text(header + text + "\n", encoding="utf-8")
     js.write_text(json.dumps({"date": args.date, "step": args.step, "arms": records, "real": real}, indent=2) + "\n",
                   encoding="utf-8")
