@@ -8,6 +8,7 @@
     diffaugment.py   DiffAugment before D (translation, cutout; never colour)
     ema.py           EMA of the generator's weights (what samples, generate.py and evaluation use)
     negatives.py     hard mismatched captions mined in the cached embedding space
+    exchanged.py     mismatched captions that are the image's own with two colour words exchanged
     ta80.py          the course baseline (--arch ta80): dense G/D, GRU text encoder on raw captions
     config.py        GanConfig (every option, defaults = the default run's recipe, presets) and all option checks
     config_versions.py  config.json versions and the migration of older run folders

@@ -72,6 +72,9 @@ class GanConfig:
     hard_neg_low: float = 0.80  # mined mismatched captions have cosine in [low, high] with the real caption
     hard_neg_high: float = 0.95  # (the upper bound keeps out captions that describe the image equally well)
     hard_neg_pool: int = 4096  # random caption pool searched per step
+    exchanged_cache: str = ""  # cache of the images' captions with two colour words exchanged (gan/exchanged.py;
+    #                            tools/exchanged_captions.py), used as mismatched captions; "": off
+    exchanged_share: float = 0.25  # share of mismatched captions that become exchanged ones (images that have one)
     # model
     image_size: int = 64  # image side in px: 64 | 128 | 256 (the archs that support it: gan/archs.py image_sizes)
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
@@ -310,7 +313,7 @@ def _validate_recipe(cfg: GanConfig) -> None:
         parse_policy(cfg.diffaug)
     except ValueError as e:
         raise UserError(f"--set diffaug={cfg.diffaug!r}: {e}") from None
-    for name in ("diffaug_translation", "diffaug_cutout", "hard_negatives"):
+    for name in ("diffaug_translation", "diffaug_cutout", "hard_negatives", "exchanged_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise UserError(f"--set {name}={getattr(cfg, name)}: must be in [0, 1]")
     if not 0 <= cfg.ema_decay < 1:

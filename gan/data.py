@@ -27,6 +27,7 @@ class TrainingData:
     test_texts: list[str] | None
     labels: np.ndarray | None = None  # [M] int64 class id per image of a labelled cache (gan/aux_head.py)
     label_names: list[str] | None = None  # [K]
+    image_ids: list[str] | None = None  # [M] (matches an exchanged-caption cache's images to these)
 
 
 def read_cache(path, need_vectors: bool = True) -> TrainingData:
@@ -46,7 +47,7 @@ def read_cache(path, need_vectors: bool = True) -> TrainingData:
             info.num_classes = len(labels[1])
         vectors = cache.embeddings().astype(np.float16) if need_vectors else np.zeros((0, cache.dim), np.float16)
         return TrainingData(info, cache.texts(), cache.image_index(), vectors, cache.image_paths(),
-                            cache.test_texts(), *(labels or (None, None)))
+                            cache.test_texts(), *(labels or (None, None)), image_ids=cache.image_ids())
 
 
 def sample_captions(texts: list[str], caption_image: np.ndarray, n: int) -> list[int]:
@@ -127,7 +128,7 @@ class BatchSampler:
         return images, self._captions(images, rng), self._captions(wrong_images, rng)
 
 
-def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None, labels=None):
+def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None, labels=None, exchanged=None):
     """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]), then for an arch that reads words
     (conditions a gan.words.WordConditions) the token states of both: words [B, L, E] float16, lengths [B] int32,
     wrong words, wrong lengths; last, given `labels` ([M] class id per image), the images' class ids int32 [B]
@@ -135,11 +136,18 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
 
     `conditions` is [N, D] vectors (averaged over the k captions, float32), [N, T] int32 word ids (an arch that
     reads raw text, gan/archs.py) or WordConditions (vectors + token states read by row).
-    `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones.
+    `negatives` (a gan.negatives.HardNegatives, vectors only) replaces part of the mismatched captions by mined ones;
+    then `exchanged` (a gan.exchanged.ExchangedNegatives) part of them by the image's own exchanged-colour captions.
     """
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions
     is_ids = vectors.dtype.kind in "iu"
+    wrong_vectors, wrong_tokens = vectors, tokens  # rows N + j: exchanged caption j
+    if exchanged is not None:
+        from gan.exchanged import StackedTokens
+
+        wrong_vectors = np.concatenate([vectors, exchanged.vectors.astype(vectors.dtype)])
+        wrong_tokens = None if tokens is None else StackedTokens(tokens, exchanged.tokens)
     labels = None if labels is None else np.asarray(labels, np.int32)
 
     def batch(step):
@@ -150,18 +158,21 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
         cond = vectors[rows].astype(np.float32).mean(axis=1)  # [B, k, D] -> [B, D]
         if negatives is not None:
             wrong_rows = negatives.mine(int(step), cond, img_rows, wrong_rows)
-        wrong = vectors[wrong_rows].astype(np.float32).mean(axis=1)
-        words = () if tokens is None else (*tokens.rows(rows[:, 0]), *tokens.rows(wrong_rows[:, 0]))
+        if exchanged is not None:
+            wrong_rows = exchanged.replace(int(step), img_rows, wrong_rows)
+        wrong = wrong_vectors[wrong_rows].astype(np.float32).mean(axis=1)
+        words = () if tokens is None else (*tokens.rows(rows[:, 0]), *wrong_tokens.rows(wrong_rows[:, 0]))
         return (images[img_rows], cond, wrong, *words, *classes)
 
     return batch
 
 
 def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_step: int,
-                 end_step: int | None = None, prefetch: int = 2, negatives=None, labels=None) -> tf.data.Dataset:
+                 end_step: int | None = None, prefetch: int = 2, negatives=None, labels=None,
+                 exchanged=None) -> tf.data.Dataset:
     """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched; with `labels`
     each element also carries the images' class ids [B] int32 (last)."""
-    batch = make_batch_fn(images, conditions, sampler, negatives, labels)
+    batch = make_batch_fn(images, conditions, sampler, negatives, labels, exchanged)
     b, size = sampler.batch_size, images.shape[1]
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions

@@ -31,6 +31,7 @@ from gan.data import BatchSampler, TrainingData, make_dataset, read_cache
 from gan.hooks import CheckpointHook, ProgressHook, SampleHook, diverged
 from gan.run_dir import TrainingDiverged  # noqa: F401  (what train raises on a divergence; callers import it here)
 from gan.image_cache import load_or_build_image_cache
+from tools.errors import UserError
 from gan.trainer import GanTrainer
 
 
@@ -171,7 +172,7 @@ def _train(cfg, data, resume_dir, echo, after_step) -> TrainResult:
     # phase 4: the batches from `start` on, split over the replicas
     ds = make_dataset(run.images, run.conditions, run.sampler, start, run.total,
                       negatives=hard_negatives(cfg, run.data, run.sampler, log),
-                      labels=run.data.labels if cfg.aux_class else None)
+                      labels=run.data.labels if cfg.aux_class else None, exchanged=exchanged_negatives(cfg, run.data, log))
     ds = S.distribute(dist, ds)
     loop = Loop(trainer, S.step_function(trainer, dist), progress, checkpoints, samples, after_step, run.total)
     with tf.summary.create_file_writer(str(run.run_dir / "tb")).as_default():
@@ -204,6 +205,21 @@ def hard_negatives(cfg: GanConfig, data: TrainingData, sampler: BatchSampler, lo
         f"{cfg.hard_neg_low:.2f}-{cfg.hard_neg_high:.2f} from a pool of {cfg.hard_neg_pool} per step")
     return HardNegatives(data.vectors, data.caption_image, sampler.images, cfg.hard_negatives, cfg.hard_neg_low,
                          cfg.hard_neg_high, cfg.hard_neg_pool, cfg.seed)
+
+
+def exchanged_negatives(cfg: GanConfig, data: TrainingData, log):
+    """The exchanged-colour mismatched captions of cfg (gan/exchanged.py), or None when exchanged_cache is unset."""
+    if not cfg.exchanged_cache:
+        return None
+    if get_arch(cfg.arch).reads != "vectors":
+        raise UserError(f"--set exchanged_cache: --arch {cfg.arch} reads raw captions; exchanged-colour negatives are for "
+                        f"the archs that read cached vectors (dfgan, dfgan-words, stackgan)")
+    from gan.exchanged import ExchangedNegatives
+
+    ex = ExchangedNegatives(cfg.exchanged_cache, cfg.cache, data.image_ids, cfg.exchanged_share, cfg.seed,
+                            tokens=bool(getattr(get_arch(cfg.arch), "words", False)))
+    log(ex.describe())
+    return ex
 
 
 class Loop:
