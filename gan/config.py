@@ -295,6 +295,9 @@ def validate(cfg: GanConfig) -> None:
     from gan.aux_head import check_aux
 
     check_aux(cfg, get_arch(cfg.arch).reads)
+    if cfg.exchanged_cache and get_arch(cfg.arch).reads != "vectors":
+        raise UserError(f"--set exchanged_cache: --arch {cfg.arch} reads raw captions; exchanged-colour negatives are for "
+                        f"the archs that read cached vectors (dfgan, dfgan-words, stackgan)")
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
 

@@ -70,6 +70,14 @@ def sample_captions(texts: list[str], caption_image: np.ndarray, n: int) -> list
     return rows
 
 
+def group_rows(owner: np.ndarray, m: int):
+    """owner [N] int (0..m-1) of each row -> (order [N]: the rows grouped by owner, stable; count [m] rows per
+    owner; start [m]: each owner's first slot in `order`)."""
+    owner = np.asarray(owner, np.int64)
+    count = np.bincount(owner, minlength=m)
+    return np.argsort(owner, kind="stable"), count, np.concatenate([[0], np.cumsum(count)[:-1]])
+
+
 class BatchSampler:
     """Index batches for step s: images [B], their caption rows [B, k], mismatched caption rows [B, k].
 
@@ -80,9 +88,7 @@ class BatchSampler:
     def __init__(self, caption_image: np.ndarray, valid_images: np.ndarray, batch_size: int, seed: int, k: int = 1):
         caption_image = np.asarray(caption_image, np.int64)
         m = len(valid_images)
-        self.order = np.argsort(caption_image, kind="stable")  # caption rows grouped by image
-        self.count = np.bincount(caption_image, minlength=m)  # [M] captions per image
-        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])  # [M] first slot in `order`
+        self.order, self.count, self.start = group_rows(caption_image, m)  # caption rows grouped by image
         self.images = np.flatnonzero(np.asarray(valid_images, bool) & (self.count > 0))  # usable image rows
         if len(self.images) < 2:
             raise UserError(f"only {len(self.images)} usable image(s) (decoded and captioned); matching-aware "
@@ -142,12 +148,11 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
     tokens = getattr(conditions, "tokens", None)
     vectors = conditions.vectors if tokens is not None else conditions
     is_ids = vectors.dtype.kind in "iu"
-    wrong_vectors, wrong_tokens = vectors, tokens  # rows N + j: exchanged caption j
-    if exchanged is not None:
+    wrong_tokens = tokens  # with exchanged captions, rows N + j are exchanged caption j
+    if exchanged is not None and tokens is not None:
         from gan.exchanged import StackedTokens
 
-        wrong_vectors = np.concatenate([vectors, exchanged.vectors.astype(vectors.dtype)])
-        wrong_tokens = None if tokens is None else StackedTokens(tokens, exchanged.tokens)
+        wrong_tokens = StackedTokens(tokens, exchanged.tokens)
     labels = None if labels is None else np.asarray(labels, np.int32)
 
     def batch(step):
@@ -160,7 +165,8 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
             wrong_rows = negatives.mine(int(step), cond, img_rows, wrong_rows)
         if exchanged is not None:
             wrong_rows = exchanged.replace(int(step), img_rows, wrong_rows)
-        wrong = wrong_vectors[wrong_rows].astype(np.float32).mean(axis=1)
+        wrong = (vectors[wrong_rows] if exchanged is None else exchanged.take(vectors, wrong_rows))
+        wrong = wrong.astype(np.float32).mean(axis=1)
         words = () if tokens is None else (*tokens.rows(rows[:, 0]), *wrong_tokens.rows(wrong_rows[:, 0]))
         return (images[img_rows], cond, wrong, *words, *classes)
 

@@ -10,7 +10,8 @@ for --arch dfgan-words, --tokens); for step s, each batch element whose image ha
 by (seed, s) like the batch sampler, so prefetching and resuming stay exact.
 
 The exchanged captions' rows follow the training cache's: row N + j is exchanged caption j (N training captions),
-so the batch function gathers both kinds from one vector array and one token reader (`StackedTokens`).
+so the batch function gathers both kinds by one row index (`ExchangedNegatives.take`, `StackedTokens`) without
+copying the training vectors.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gan.data import group_rows
 from tools.errors import UserError
 
 
@@ -54,7 +56,6 @@ class ExchangedNegatives:
             why = self._mismatch(cache, info, tokens)
             if why:
                 raise UserError(f"--set exchanged_cache={path}: {why}")
-            self.fingerprint = cache.fingerprint
             self.vectors = cache.embeddings().astype(np.float16)  # [E, D]
             own = cache.image_ids()
             caption_image = cache.image_index()
@@ -65,17 +66,12 @@ class ExchangedNegatives:
             raise UserError(f"--set exchanged_cache={path}: {len(unknown)} of its images are not in the training cache "
                             f"(e.g. {unknown[0]!r}); make it from the same dataset (tools/exchanged_captions.py --data)")
         image = np.array([row_of[i] for i in own], np.int64)[caption_image]  # [E] training image row of each
-        self.order = np.argsort(image, kind="stable")  # exchanged rows grouped by training image
-        self.count = np.bincount(image, minlength=len(image_ids))  # [M]
-        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        self.order, self.count, self.start = group_rows(image, len(image_ids))  # exchanged rows by training image
         self.offset = info.num_captions  # row N + j is exchanged caption j
         self.share, self.seed = share, seed
-        self.stats = {"exchanged": 0}
 
     @staticmethod
     def _mismatch(cache, info, tokens: bool) -> str | None:
-        from cache.tokens import fingerprint_part
-
         if cache.encoder_spec != info.encoder or cache.encoder_config != info.encoder_config:
             return (f"encoded with {cache.encoder_spec}, the training cache with {info.encoder} (or another config of "
                     f"it); rebuild it with the training cache's encoder")
@@ -105,7 +101,15 @@ class ExchangedNegatives:
         pos = (rng.random(len(images)) * count).astype(np.int64)  # uniform among the image's exchanged captions
         out = wrong_rows.copy()
         out[chosen] = (self.order[self.start[images[chosen]] + pos[chosen]] + self.offset)[:, None]
-        self.stats["exchanged"] += int(chosen.sum())
+        return out
+
+    def take(self, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """vectors [N, D] the training cache's; rows [...] of the stacked order -> [..., D] (vectors' dtype): row r < N
+        from `vectors`, row N + j exchanged caption j."""
+        out = np.empty(rows.shape + vectors.shape[1:], vectors.dtype)
+        mine = rows >= self.offset
+        out[~mine] = vectors[rows[~mine]]
+        out[mine] = self.vectors[rows[mine] - self.offset]
         return out
 
     def describe(self) -> str:

@@ -31,7 +31,6 @@ from gan.data import BatchSampler, TrainingData, make_dataset, read_cache
 from gan.hooks import CheckpointHook, ProgressHook, SampleHook, diverged
 from gan.run_dir import TrainingDiverged  # noqa: F401  (what train raises on a divergence; callers import it here)
 from gan.image_cache import load_or_build_image_cache
-from tools.errors import UserError
 from gan.trainer import GanTrainer
 
 
@@ -211,9 +210,6 @@ def exchanged_negatives(cfg: GanConfig, data: TrainingData, log):
     """The exchanged-colour mismatched captions of cfg (gan/exchanged.py), or None when exchanged_cache is unset."""
     if not cfg.exchanged_cache:
         return None
-    if get_arch(cfg.arch).reads != "vectors":
-        raise UserError(f"--set exchanged_cache: --arch {cfg.arch} reads raw captions; exchanged-colour negatives are for "
-                        f"the archs that read cached vectors (dfgan, dfgan-words, stackgan)")
     from gan.exchanged import ExchangedNegatives
 
     ex = ExchangedNegatives(cfg.exchanged_cache, cfg.cache, data.image_ids, cfg.exchanged_share, cfg.seed,

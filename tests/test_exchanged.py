@@ -101,6 +101,19 @@ def test_replacement_is_keyed_by_step_and_draws_the_images_own_exchanged_caption
             assert row == 7
     _, none = _negatives(caches, share=0.0)
     assert np.array_equal(none.replace(5, images, wrong), wrong)
+    # one row index for both kinds: training rows from the training vectors, N + j from the exchanged ones
+    taken = ex.take(data.vectors, out)
+    assert taken.shape == (12, 1, data.vectors.shape[1]) and taken.dtype == data.vectors.dtype
+    for row, vec in zip(out[:, 0], taken[:, 0]):
+        assert np.array_equal(vec, ex.vectors[row - n] if row >= n else data.vectors[row])
+
+
+def test_an_arch_that_reads_raw_captions_refuses_exchanged_negatives_before_any_work():
+    from gan.config import resolve
+
+    with pytest.raises(UserError, match="--arch ta80 reads raw captions; exchanged-colour negatives are for") as e:
+        resolve({"arch": "ta80", "preset": "cpu", "embeddings": "x.h5", "exchanged_cache": "ex.h5"}, False)
+    assert "\n" not in str(e.value)
 
 
 def test_stacked_tokens_read_training_rows_then_exchanged_rows(work):

@@ -16,6 +16,7 @@ wings" as much as the synthetic flowers).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -29,12 +30,16 @@ COLOURS = ("black", "white", "red", "green", "yellow", "blue", "brown", "orange"
            "ivory", "indigo", "cyan", "turquoise", "olive", "silver", "lilac", "peach", "navy")
 
 
+@functools.lru_cache(maxsize=8)
+def _colour_pattern(colours: tuple[str, ...]) -> re.Pattern:
+    """Any of the colour words as a whole word, any case (longest first, so "gold" never cuts "golden")."""
+    return re.compile(r"\b(" + "|".join(sorted(map(re.escape, colours), key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
 def exchange_colours(caption: str, colours=COLOURS) -> str | None:
     """The caption with its first two different colour words exchanged (whole words, any case; each keeps the
     other's case pattern only as far as lower/upper/title), or None when it names fewer than two different colours."""
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, colours), key=len, reverse=True)) + r")\b",
-                         re.IGNORECASE)
-    found = list(pattern.finditer(caption))
+    found = list(_colour_pattern(tuple(colours)).finditer(caption))
     first = found[0] if found else None
     second = next((m for m in found[1:] if m.group(0).lower() != first.group(0).lower()), None) if first else None
     if second is None:
