@@ -6,7 +6,7 @@
 
 Each run is evaluated as tools/evaluate.py --run evaluates it (the held-out test captions, then the 118 swap pairs of
 bench/data/swap_pairs.jsonl, both members of a pair with the same noise; tools/evaluation/binding.py), with the same
-seed and samples. Writes bench/results/binding-<date>.md (table, machine, runs; text below its "<!-- notes -->"
+seed and samples. Writes bench/results/binding-<date>[-NAME].md (table, machine, runs; text below its "<!-- notes -->"
 line is kept when the file is rewritten), .json (every metric) and -grid.png (bench/binding_grid.py: the first
 held-out pairs, caption A | caption B, runs side by side).
 """
@@ -41,7 +41,7 @@ def portable(text: str) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench/binding.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", required=True, metavar="LABEL=RUN_DIR[,LABEL=RUN_DIR]", help="one or two runs")
+    p.add_argument("--runs", required=True, metavar="LABEL=RUN_DIR[,LABEL=RUN_DIR]", help="one to four runs (the first is the one the others are paired against)")
     p.add_argument("--checkpoint", type=int, help="checkpoint step of every run (default: each run's latest)")
     p.add_argument("--n-per-caption", type=int, default=2, help="noise samples per test caption (default 2)")
     p.add_argument("--swap-samples", type=int, default=4, help="noise samples per swap-pair caption (default 4)")
@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--work", type=Path, default=REPO / "runs" / "bench-binding",
                    help="where each run's metrics JSON goes (default: %(default)s)")
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="default: %(default)s")
+    p.add_argument("--name", default="", help="suffix of the results files, binding-<date>-NAME.* (default: none), so "
+                                              "a second comparison on one day does not overwrite the first")
     return p.parse_args(argv)
 
 
@@ -118,6 +120,27 @@ def table(entries: dict[str, dict]) -> tuple[str, list[dict]]:
     return "\n".join(lines), records
 
 
+def paired_rows(entries: dict[str, dict]) -> str:
+    """Markdown: each later run's shared-judge R-precision minus the first run's, image by image (same captions,
+    noise and candidates: tools.evaluation.matching.paired_difference), with a 95 % interval; "" when there is
+    nothing to pair. (The cache matcher is one per embedding cache, so two runs' cache matchers differ.)"""
+    from tools.evaluation.matching import paired_difference
+
+    labels = list(entries)
+    scores = {lab: (entries[lab]["metrics"].get("r_precision_shared") or {}).get("scores") for lab in labels}
+    first = scores[labels[0]]
+    later = [lab for lab in labels[1:] if first is not None and scores[lab] is not None and len(scores[lab]) == len(first)]
+    if not later:
+        return ""
+    cells = []
+    for lab in later:
+        d = paired_difference(scores[lab], first)
+        cells.append(f"{d['difference']:+.3f} ± {d['half_width']:.3f}")
+    return "\n".join([f"Shared-judge R-precision minus {labels[0]}'s, paired over the same {len(first)} images "
+                      "(difference ± 95 % interval):", "", "| " + " | ".join(later) + " |", "|---" * len(later) + "|",
+                      "| " + " | ".join(cells) + " |"])
+
+
 def _f(v, digits: int) -> str:
     return "-" if v is None else str(v) if isinstance(v, int) else f"{v:.{digits}f}"
 
@@ -135,16 +158,21 @@ def main(argv=None) -> int:
     from bench.binding_grid import parse_runs
     from bench.machine import machine
     from bench.quality import shown
+    from tools.evaluation.report import without_scores
 
     runs = parse_runs(args.runs)
     args.work.mkdir(parents=True, exist_ok=True)
     entries = {label: evaluate(label, run, args) for label, run in runs.items()}
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     args.results.mkdir(parents=True, exist_ok=True)
-    md, js, png = (args.results / f"binding-{date}{s}" for s in (".md", ".json", "-grid.png"))
+    stem = f"binding-{date}" + (f"-{args.name}" if args.name else "")
+    md, js, png = (args.results / f"{stem}{s}" for s in (".md", ".json", "-grid.png"))
     grid_main(["--runs", args.runs, "--out", str(png), "--pairs", str(args.grid_pairs), "--seed", str(args.seed)]
               + (["--checkpoint", str(args.checkpoint)] if args.checkpoint else []))
     text, records = table(entries)
+    paired = paired_rows(entries)
+    if paired:
+        text += "\n\n" + paired
     b = next(iter(entries.values()))["metrics"]["binding"]
     header = (f"# Binding on attribute-swap pairs {date}\n\nMachine: {machine()}.\nCommand: `python bench/binding.py "
               f"{' '.join(argv if argv is not None else sys.argv[1:])}`\nRuns: " +
@@ -156,7 +184,7 @@ def main(argv=None) -> int:
     js.write_text(portable(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"],
                                                           "pair_cosine": e["cosine"]}
                                                       for k, e in entries.items()},
-                              "table": records, "metrics": {k: e["metrics"] for k, e in entries.items()}},
+                              "table": records, "metrics": {k: without_scores(e["metrics"]) for k, e in entries.items()}},
                              indent=2)) + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {md}, {js} and {png}")

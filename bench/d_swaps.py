@@ -14,7 +14,7 @@ mean logit of images with count a (rows) under captions naming count b (columns)
 column means removed): what is left is the image-text interaction, the part of D that a generator's gradient
 sees; a caption word that raises every image's score alike (a bias) drops out there.
 The run's own cache encodes the captions (its encoder for the ones it does not hold). Labels are used here only,
-to write the captions. Output: the tables on stdout and in bench/results/d-swaps-<date>.md; the numbers depend on
+to write the captions. Output: the tables on stdout and in bench/results/d-swaps-<date>[-NAME].md; the numbers depend on
 the checkpoint only, not on the machine (up to float rounding).
 """
 from __future__ import annotations
@@ -44,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=800, help="real images judged (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    p.add_argument("--name", default="", help="suffix of the results file, d-swaps-<date>-NAME.md (default: none), so "
+                                              "a second measurement on one day does not overwrite the first")
     return p.parse_args(argv)
 
 
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
     text = report(results, len(images), args.data)
     print(text)
     args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"d-swaps-{datetime.now(timezone.utc):%Y-%m-%d}.md"
+    out = args.results / (f"d-swaps-{datetime.now(timezone.utc):%Y-%m-%d}" + (f"-{args.name}" if args.name else "") + ".md")
     out.write_text(text)
     print(f"wrote {out}")
     return 0

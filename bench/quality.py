@@ -167,12 +167,13 @@ def main(argv=None) -> int:
     md, js = args.results / f"quality-{date}.md", args.results / f"quality-{date}.json"
     png = args.results / f"quality-{date}.png"
     from tools.evaluation.compare_report import chart
+    from tools.evaluation.report import without_scores
 
     chart(state, png)
     md.write_text(header + text + "\n", encoding="utf-8")
     js.write_text(json.dumps({"date": date, "data": str(args.data), "budget": train, "n_per_caption": args.n_per_caption,
                               "arms": arms_info, "table": records,
-                              "metrics": {a: state["arms"][a].get("metrics") for a in chosen}}, indent=2) + "\n")
+                              "metrics": {a: without_scores(state["arms"][a].get("metrics")) for a in chosen}}, indent=2) + "\n")
     print(text)
     print(f"wrote {md}, {js} and {png}")
     return 0

@@ -29,3 +29,17 @@ def test_results_cite_no_machine_folder():
     text = f"--runs a=/srv/me/runs/baseline/00001-x,b={binding.REPO}/runs/bench/00002-y data /opt/w/data/sf/a.jsonl"
     assert binding.portable(text) == "--runs a=runs/baseline/00001-x,b=runs/bench/00002-y data data/sf/a.jsonl"
     assert binding.portable("https://host/x/data/y") == "https://host/x/data/y"  # a URL is no machine path
+
+
+def test_paired_rows_difference_of_the_shared_judge_image_by_image():
+    def with_scores(scores):
+        e = _entry(0.97, 0.5)
+        e["metrics"]["r_precision_shared"] = {"value": sum(scores) / len(scores), "scores": scores}
+        return e
+
+    entries = {"sentence": with_scores([1.0, 0.0, 1.0, 0.0]), "words": with_scores([1.0, 1.0, 1.0, 0.0]),
+               "old": _entry(0.96, 0.9)}  # evaluated before per-image scores: left out, not paired
+    lines = binding.paired_rows(entries).splitlines()
+    assert lines[0].startswith("Shared-judge R-precision minus sentence's, paired over the same 4 images")
+    assert lines[2:] == ["| words |", "|---|", "| +0.250 ± 0.490 |"]
+    assert binding.paired_rows({"sentence": entries["sentence"]}) == ""

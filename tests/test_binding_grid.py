@@ -43,3 +43,15 @@ def test_the_grid_picks_held_out_pairs_of_distinct_templates_first_or_the_ones_a
     assert [r["id"] for r in binding_grid.choose_pairs(rows, 1, "p117,p002")] == ["p117a", "p117b", "p002a", "p002b"]
     with pytest.raises(UserError, match="--pick 'p999': no such pair id"):
         binding_grid.choose_pairs(rows, 1, "p999")
+
+
+def test_runs_one_to_four_each_a_run_folder(tmp_path):
+    from bench.binding_grid import MAX_RUNS, parse_runs
+
+    (tmp_path / "config.json").write_text("{}")
+    text = ",".join(f"arm{i}={tmp_path}" for i in range(MAX_RUNS))
+    assert list(parse_runs(text)) == [f"arm{i}" for i in range(MAX_RUNS)]
+    with pytest.raises(UserError, match="give one to 4 runs"):
+        parse_runs(text + f",arm9={tmp_path}")
+    with pytest.raises(UserError, match="expected LABEL=RUN_DIR"):
+        parse_runs(f"a={tmp_path / 'missing'}")

@@ -90,6 +90,37 @@ def test_r_precision_several_images_per_caption():
         r_precision(images, texts, owner, n_candidates=121)
 
 
+def test_r_precision_scores_per_image_and_ties():
+    from tools.evaluation.matching import r_precision_scores
+
+    texts = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # image 0 points at caption 0 (wins), image 1 at caption 0 instead of its own caption 1 (beaten),
+    # image 2 is [1, 0]: its caption 2 scores 0.707 against caption 0's 1.0 (beaten)
+    images = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert r_precision_scores(images, texts, n_candidates=3).tolist() == [1.0, 0.0, 0.0]
+    tied = r_precision_scores(np.ones((4, 2)), np.ones((4, 2)), n_candidates=4)  # every caption alike: 1/4 each
+    assert tied.tolist() == [0.25] * 4
+    assert r_precision(images, texts, n_candidates=3) == pytest.approx(1 / 3)
+
+
+def test_paired_difference_golden_and_pairing():
+    from tools.evaluation.matching import paired_difference
+
+    a = np.array([1.0, 0.0, 1.0, 0.0])
+    b = np.array([1.0, 1.0, 1.0, 0.0])  # differences 0, 1, 0, 0: mean 0.25, sd 0.5, se 0.25
+    d = paired_difference(b, a)
+    assert d == {"difference": pytest.approx(0.25), "half_width": pytest.approx(1.96 * 0.25), "n": 4}
+    # pairing removes what both arms share: b = a + small shift has a tight interval, however spread a is
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, 2000).astype(float)
+    b = a.copy()
+    b[:100] = 1.0
+    d = paired_difference(b, a)
+    assert 0 < d["difference"] - d["half_width"] and d["half_width"] < 0.01
+    with pytest.raises(ValueError):
+        paired_difference(a, a[:-1])
+
+
 def _bag_of_attribute_captions(labels: np.ndarray, per_image: int, seed: int):
     """Stand-in text vectors: each caption names a random non-empty subset of its image's attributes,
     encoded as a multi-hot vector over the 17 attribute values. Returns (vectors [N, 17], caption_image [N])."""

@@ -226,7 +226,7 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
     run = run.resolve()
     entry.update(run_dir=str(run), **run_speed(run))
     save()
-    from tools.evaluation.report import METRICS_VERSION
+    from tools.evaluation.report import METRICS_VERSION, without_scores
 
     key = {"run_dir": str(run), "step": checkpoint_step(run), "n_per_caption": plan.n_per_caption,
            "seed": plan.seed, "captions": str(captions) if captions else None, "metrics_version": METRICS_VERSION,
@@ -235,7 +235,9 @@ def _run_arm(arm: Arm, plan: Plan, entry: dict, attributes, captions, say, save)
         say(f"evaluate: reused metrics of step {key['step']}")
     else:
         say(f"evaluate: step {key['step']}, {plan.n_per_caption} samples per caption ...")
-        entry["metrics"], entry["eval"] = evaluate_run(run, plan.n_per_caption, plan.seed, captions, want.ca_noise), key
+        # the state is what a results file copies: the per-image R-precision scores stay in RUN/metrics.json
+        metrics = evaluate_run(run, plan.n_per_caption, plan.seed, captions, want.ca_noise)
+        entry["metrics"], entry["eval"] = without_scores(metrics), key
     save()
     say(f"done: {summary_line(entry, attributes is not None)}")
 

@@ -42,7 +42,17 @@ def r_precision(
     image_emb: np.ndarray, text_emb: np.ndarray, true_text: np.ndarray | None = None,
     n_candidates: int = N_CANDIDATES, seed: int = 0,
 ) -> float:
-    """Fraction of images whose true caption scores highest among itself and n_candidates−1 mismatched ones.
+    """Fraction of images whose true caption scores highest among itself and n_candidates−1 mismatched ones
+    (the mean of r_precision_scores)."""
+    return float(np.mean(r_precision_scores(image_emb, text_emb, true_text, n_candidates, seed)))
+
+
+def r_precision_scores(
+    image_emb: np.ndarray, text_emb: np.ndarray, true_text: np.ndarray | None = None,
+    n_candidates: int = N_CANDIDATES, seed: int = 0,
+) -> np.ndarray:
+    """float64 [N]: 1 where image i's true caption scores highest among itself and n_candidates−1 mismatched ones,
+    0 where one scores higher.
 
     image_emb: [N, E]; text_emb: [T, E] candidate captions; true_text: [N] row of text_emb that is image i's
     caption (default: row i, T == N). Mismatched candidates are drawn (seeded) from the other T−1 captions;
@@ -64,7 +74,18 @@ def r_precision(
     wrong_score = np.einsum("ne,nke->nk", img, txt[wrong])  # [N, n-1]
     beaten = np.any(wrong_score > true_score[:, None], axis=1)
     ties = np.sum(wrong_score == true_score[:, None], axis=1)
-    return float(np.mean(np.where(beaten, 0.0, 1.0 / (1 + ties))))
+    return np.where(beaten, 0.0, 1.0 / (1 + ties))
+
+
+def paired_difference(scores_b, scores_a, z: float = 1.96) -> dict:
+    """Mean of b − a over the same images (same captions, noise and candidates in both arms) with its normal-
+    approximation confidence half-width: {"difference", "half_width", "n"}. Pairing removes what the two arms
+    share (a caption that is hard to rank is hard for both), so it separates arms an unpaired interval cannot."""
+    a, b = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired scores must be two 1-d arrays of one length >= 2, got {a.shape} and {b.shape}")
+    d = b - a
+    return {"difference": float(d.mean()), "half_width": float(z * d.std(ddof=1) / np.sqrt(len(d))), "n": len(d)}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -231,11 +231,25 @@ def _r_precision_shared(texts, images, owner, cache_path, dataset_dir, matcher_d
 
 
 def _score(matcher, text_emb, images, owner, seed) -> dict:
-    from tools.evaluation.matching import N_CANDIDATES, r_precision
+    from tools.evaluation.matching import N_CANDIDATES, r_precision_scores
 
     n = min(N_CANDIDATES, len(text_emb))
-    value = r_precision(matcher.embed_images(images), text_emb, owner, n_candidates=n, seed=seed)
-    return {"value": value, "real": matcher.meta["r_precision_real"], "n_candidates": n}
+    scores = r_precision_scores(matcher.embed_images(images), text_emb, owner, n_candidates=n, seed=seed)
+    # per image (1, 0, or 1/(k+1) on a k-way tie): two runs evaluated alike are compared image by image
+    return {"value": float(scores.mean()), "stderr": float(scores.std(ddof=1) / np.sqrt(len(scores))),
+            "real": matcher.meta["r_precision_real"], "n_candidates": n,
+            "scores": [round(float(v), 4) for v in scores]}
+
+
+def without_scores(metrics: dict | None) -> dict | None:
+    """The metrics without the R-precisions' per-image scores (for results files; tools/evaluate.py keeps them)."""
+    if metrics is None:
+        return None
+    out = dict(metrics)
+    for key in ("r_precision", "r_precision_shared"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != "scores"}
+    return out
 
 
 def _inception_metrics(weights, images, real, seed: int) -> dict:
