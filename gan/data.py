@@ -137,8 +137,9 @@ class BatchSampler:
 def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negatives=None, labels=None, exchanged=None):
     """step -> (images uint8 [B, s, s, 3], cond [B, ...], wrong cond [B, ...]), then for an arch that reads words
     (conditions a gan.words.WordConditions) the token states of both: words [B, L, E] float16, lengths [B] int32,
-    wrong words, wrong lengths; last, given `labels` ([M] class id per image), the images' class ids int32 [B]
-    (the auxiliary classifier's targets, gan/aux_head.py).
+    wrong words, wrong lengths; then, given `labels` ([M] class id per image), the images' class ids int32 [B]
+    (the auxiliary classifier's targets, gan/aux_head.py); last, given `exchanged`, float32 [B] 1 where the
+    mismatched caption is an exchanged one (G's binding term, gan.losses.binding_rank_loss).
 
     `conditions` is [N, D] vectors (averaged over the k captions, float32), [N, T] int32 word ids (an arch that
     reads raw text, gan/archs.py) or WordConditions (vectors + token states read by row).
@@ -168,7 +169,8 @@ def make_batch_fn(images: np.ndarray, conditions, sampler: BatchSampler, negativ
         wrong = (vectors[wrong_rows] if exchanged is None else exchanged.take(vectors, wrong_rows))
         wrong = wrong.astype(np.float32).mean(axis=1)
         words = () if tokens is None else (*tokens.rows(rows[:, 0]), *wrong_tokens.rows(wrong_rows[:, 0]))
-        return (images[img_rows], cond, wrong, *words, *classes)
+        mask = () if exchanged is None else ((wrong_rows[:, 0] >= exchanged.offset).astype(np.float32),)
+        return (images[img_rows], cond, wrong, *words, *classes, *mask)
 
     return batch
 
@@ -177,7 +179,8 @@ def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_st
                  end_step: int | None = None, prefetch: int = 2, negatives=None, labels=None,
                  exchanged=None) -> tf.data.Dataset:
     """tf.data over steps [start_step, end_step): numpy gathers in one py-function, prefetched; with `labels`
-    each element also carries the images' class ids [B] int32 (last)."""
+    each element also carries the images' class ids [B] int32, with `exchanged` then the exchanged rows' mask [B]
+    float32 (make_batch_fn)."""
     batch = make_batch_fn(images, conditions, sampler, negatives, labels, exchanged)
     b, size = sampler.batch_size, images.shape[1]
     tokens = getattr(conditions, "tokens", None)
@@ -190,6 +193,8 @@ def make_dataset(images: np.ndarray, conditions, sampler: BatchSampler, start_st
         dtypes += [tf.float16, tf.int32] * 2
     if labels is not None:
         shapes, dtypes = shapes + [(b,)], dtypes + [tf.int32]
+    if exchanged is not None:
+        shapes, dtypes = shapes + [(b,)], dtypes + [tf.float32]
 
     def fn(step):
         out = tf.numpy_function(batch, [step], dtypes, stateful=False)

@@ -61,6 +61,8 @@ class GanTrainer(keras.Model):
         self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
         self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
         self.contrastive = cfg.contrastive  # λ of the batch contrastive term on D's projection scores (0: off)
+        # with an exchanged-caption cache each batch ends with the exchanged rows' mask; exchanged_g weighs G's term
+        self.has_exchanged, self.exchanged_g = bool(cfg.exchanged_cache), cfg.exchanged_g
         self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
         self.augment, self.shift_px = cfg.augment, cfg.shift_px
         self.g_loss_fn, self.d_loss_fn = L.LOSS_FAMILIES[cfg.loss]
@@ -152,9 +154,11 @@ class GanTrainer(keras.Model):
         """One simultaneous D and G update. `penalty`: include the MA-GP term (loss magp; see penalty_due)."""
         images, cond, wrong_cond, *extra = data  # uint8 [B, S, S, 3]; [B, D] float (ta80: [B, T] int32) ×2
         # an arch that reads words: + (states [B, L, E] float16, lengths [B]) of the matched and mismatched caption;
-        # with the auxiliary classifier, last, the images' class ids [B] int32
+        # with the auxiliary classifier the images' class ids [B] int32; with exchanged captions, last, their mask [B]
         n_words = 4 if self.arch.words else 0
-        words, wrong_words, labels = tuple(extra[:n_words][:2]), tuple(extra[:n_words][2:]), extra[n_words:]
+        words, wrong_words = tuple(extra[:n_words][:2]), tuple(extra[:n_words][2:])
+        labels = extra[n_words:n_words + (1 if self.aux_head is not None else 0)]
+        exchanged = extra[-1] if self.has_exchanged else None  # float32 [B]: 1 where wrong_cond is exchanged
         real = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, 64, 64, 3] in [-1, 1]
         if self.augment:
             real = augment_images(real, self.rng, self.shift_px)
@@ -183,6 +187,9 @@ class GanTrainer(keras.Model):
             d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
             g_adv = self.g_loss_fn(fake_logits)
             g_loss = g_adv + self.kl_weight * kl
+            if self.exchanged_g:  # G's image must match its caption better than the exchanged twin D rejects
+                fake_exchanged = self.discriminate(fake_features, t_wrong, words=wrong_words)  # [B]
+                g_loss += self.exchanged_g * L.binding_rank_loss(fake_logits, fake_exchanged, exchanged)
             if self.contrastive:
                 d_loss += self.contrastive * self._contrastive(real_features, t_real, words)
                 g_loss += self.contrastive * self._contrastive(fake_features, t_real, words)

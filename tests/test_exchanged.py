@@ -108,6 +108,37 @@ def test_replacement_is_keyed_by_step_and_draws_the_images_own_exchanged_caption
         assert np.array_equal(vec, ex.vectors[row - n] if row >= n else data.vectors[row])
 
 
+def test_each_batch_ends_with_the_mask_of_its_exchanged_rows(work):
+    from gan.data import BatchSampler, make_batch_fn
+
+    _, _, caches = work
+    data, ex = _negatives(caches, share=0.5, tokens=False)
+    sampler = BatchSampler(data.caption_image, np.ones(12, bool), batch_size=8, seed=0)
+    batch = make_batch_fn(np.zeros((12, 4, 4, 3), np.uint8), data.vectors, sampler, exchanged=ex)
+    plain = make_batch_fn(np.zeros((12, 4, 4, 3), np.uint8), data.vectors, sampler)
+    masks = []
+    for step in range(6):
+        images, cond, wrong, mask = batch(step)
+        img_rows, _, wrong_rows = sampler.batch(step)
+        rows = ex.replace(step, img_rows, wrong_rows)[:, 0]
+        assert mask.dtype == np.float32 and np.array_equal(mask, (rows >= data.info.num_captions).astype(np.float32))
+        # where the mask is 0 the mismatched caption is the one the run without exchanged captions draws
+        keep = mask == 0
+        assert np.array_equal(wrong[keep], plain(step)[2][keep])
+        masks.append(mask)
+    assert 0 < np.mean(masks) < 1  # share 0.5 of the images that have one: some rows of each kind
+
+
+def test_g_binding_term_needs_exchanged_captions_and_a_weight_of_zero_or_more():
+    from gan.config import resolve
+
+    for over, why in (({"exchanged_g": 1.0}, "needs --set exchanged_cache=FILE"),
+                      ({"exchanged_g": -1.0, "exchanged_cache": "ex.h5"}, "must be >= 0")):
+        with pytest.raises(UserError, match=f"--set exchanged_g=.*{why}") as e:
+            resolve({"arch": "dfgan-words", "preset": "cpu", "embeddings": "x.h5", **over}, False)
+        assert "\n" not in str(e.value)
+
+
 def test_an_arch_that_reads_raw_captions_refuses_exchanged_negatives_before_any_work():
     from gan.config import resolve
 
@@ -148,7 +179,7 @@ def test_an_exchanged_cache_encoded_otherwise_is_refused_in_one_line(work):
 def test_a_words_run_trains_on_exchanged_negatives_and_resumes_bit_identically(work):
     tmp, _, caches = work
     opts = ["--embeddings", caches["train"], *TINY, "--set", f"exchanged_cache={caches['exchanged']}",
-            "--set", "exchanged_share=0.5", "--ckpt-every", 2]
+            "--set", "exchanged_share=0.5", "--set", "exchanged_g=1", "--ckpt-every", 2]
     cli([*opts, "--run-dir", tmp / "a", "--steps", 4])
     run_a = next((tmp / "a").iterdir())
     log = (run_a / "train.log").read_text()
@@ -162,3 +193,9 @@ def test_a_words_run_trains_on_exchanged_negatives_and_resumes_bit_identically(w
     cli(["--embeddings", caches["train"], *TINY, "--ckpt-every", 2, "--run-dir", tmp / "c", "--steps", 4])
     c = ckpt_tensors(next((tmp / "c").iterdir()) / "checkpoints" / "ckpt-4")
     assert any(not np.array_equal(a[k], c[k]) for k in a if k.startswith("d_optimizer"))
+    # G's binding term: the same draws without it leave D's first update alone and move G elsewhere
+    cli([*opts[:-4], "--ckpt-every", 1, "--run-dir", tmp / "g0", "--steps", 1])
+    cli([*opts[:-2], "--ckpt-every", 1, "--run-dir", tmp / "g1", "--steps", 1])
+    g0, g1 = (ckpt_tensors(next((tmp / n).iterdir()) / "checkpoints" / "ckpt-1") for n in ("g0", "g1"))
+    moved = [k for k in g0 if not np.array_equal(g0[k], g1[k])]
+    assert moved and all(k.startswith(("generator", "g_optimizer", "ema", "sampler")) for k in moved), moved[:5]

@@ -53,6 +53,15 @@ def test_magp_golden():
     close(L.magp_generator_loss(FAKE), 0.5)
 
 
+def test_binding_rank_loss_golden():
+    true = tf.constant([2.0, 0.0, 1.0, 5.0])
+    exchanged = tf.constant([2.0, 1.0, -1.0, -5.0])
+    mask = tf.constant([1.0, 1.0, 1.0, 0.0])  # the last row's mismatched caption is no exchanged one: it adds 0
+    # softplus(0) = ln 2, softplus(1) = 1.3132616875, softplus(-2) = 0.1269280110; mean over the 4 rows
+    close(L.binding_rank_loss(true, exchanged, mask), (np.log(2.0) + 1.3132616875 + 0.1269280110) / 4)
+    close(L.binding_rank_loss(true, exchanged, tf.zeros(4)), 0.0)
+
+
 def test_kl_divergence_golden():
     # elements: ½(0.25 + 1 - 1 - 0) = 0.125 and ½(1 + 2 - 1 - ln 2) = 0.6534264097; mean over all = 0.3892132049
     mu = tf.constant([[0.5, -1.0]])
