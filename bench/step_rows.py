@@ -52,7 +52,8 @@ def repeat(batch):
 def random_batch(cfg, vocab_size: int):
     """(uint8 images [B, S, S, 3] (S = cfg.image_size), cond, wrong cond): [B, D] float32, or for an arch that reads
     raw text (ta80) [B, T] int32 word ids; an arch that reads words (dfgan-words) gets (states [B, L, D] float16,
-    lengths [B]) of both captions after them, lengths drawn in [L/2, L]."""
+    lengths [B]) of both captions after them, lengths drawn in [L/2, L]; with cfg.exchanged_cache, last, the exchanged
+    rows' mask [B] float32 (every 4th row)."""
     import numpy as np
     import tensorflow as tf
 
@@ -68,15 +69,16 @@ def random_batch(cfg, vocab_size: int):
     else:
         def cond():
             return tf.constant(rng.standard_normal((b, cfg.cache.dim), dtype=np.float32))
+    mask = (tf.constant((np.arange(b) % 4 == 0).astype(np.float32)),) if cfg.exchanged_cache else ()
     if not get_arch(cfg.arch).words:
-        return images, cond(), cond()
+        return images, cond(), cond(), *mask
     length = cfg.cache.token_length
 
     def words():
         states = rng.standard_normal((b, length, cfg.cache.dim), dtype=np.float32).astype(np.float16)
         return tf.constant(states), tf.constant(rng.integers(length // 2, length + 1, b, dtype=np.int32))
 
-    return images, cond(), cond(), *words(), *words()
+    return images, cond(), cond(), *words(), *words(), *mask
 
 
 def build_step(cfg, vocab_size: int, xla: bool = False, policy: str = "float32"):
