@@ -41,7 +41,8 @@ def portable(text: str) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench/binding.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", required=True, metavar="LABEL=RUN_DIR[,LABEL=RUN_DIR]", help="one to four runs (the first is the one the others are paired against)")
+    p.add_argument("--runs", required=True, metavar="LABEL=RUN_DIR[,LABEL=RUN_DIR]",
+                   help="one to six runs (the first is the one the others are paired against)")
     p.add_argument("--checkpoint", type=int, help="checkpoint step of every run (default: each run's latest)")
     p.add_argument("--n-per-caption", type=int, default=2, help="noise samples per test caption (default 2)")
     p.add_argument("--swap-samples", type=int, default=4, help="noise samples per swap-pair caption (default 4)")

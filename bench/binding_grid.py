@@ -1,5 +1,5 @@
 """Swap-pair sample grid: for N attribute-swap pairs, caption A | caption B side by side with the same noise, a few
-noise rows, one to four runs side by side (e.g. the sentence arm against the word arm); one PNG.
+noise rows, one to six runs side by side (e.g. the sentence arm against the word arm); one PNG.
 
     python bench/binding_grid.py --runs sentence=runs/00001-synthetic-flowers-minilm --out grid.png
     python bench/binding_grid.py --runs dfgan-minilm=RUN_A,dfgan-words=RUN_B --pairs 8 --noise 3 --out swap.png
@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench/binding_grid.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, metavar="LABEL=RUN_DIR[,LABEL=RUN_DIR]",
-                   help="one to four train_gan.py runs, each with the label its columns get")
+                   help="one to six train_gan.py runs, each with the label its columns get")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--swap-pairs", type=Path, default=DEFAULT_PAIRS, help="swap-pair JSONL (default: %(default)s)")
     p.add_argument("--pairs", type=int, default=6, help="how many pairs (default 6)")
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-MAX_RUNS = 4  # side by side in one grid and one table
+MAX_RUNS = 6  # side by side in one grid and one table
 
 
 def parse_runs(text: str) -> dict[str, Path]:

@@ -51,7 +51,7 @@ def test_runs_one_to_four_each_a_run_folder(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     text = ",".join(f"arm{i}={tmp_path}" for i in range(MAX_RUNS))
     assert list(parse_runs(text)) == [f"arm{i}" for i in range(MAX_RUNS)]
-    with pytest.raises(UserError, match="give one to 4 runs"):
+    with pytest.raises(UserError, match=f"give one to {MAX_RUNS} runs"):
         parse_runs(text + f",arm9={tmp_path}")
     with pytest.raises(UserError, match="expected LABEL=RUN_DIR"):
         parse_runs(f"a={tmp_path / 'missing'}")
