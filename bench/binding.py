@@ -130,7 +130,9 @@ def paired_rows(entries: dict[str, dict]) -> str:
     labels = list(entries)
     scores = {lab: (entries[lab]["metrics"].get("r_precision_shared") or {}).get("scores") for lab in labels}
     first = scores[labels[0]]
-    later = [lab for lab in labels[1:] if first is not None and scores[lab] is not None and len(scores[lab]) == len(first)]
+    if first is None:
+        return ""
+    later = [lab for lab in labels[1:] if scores[lab] is not None and len(scores[lab]) == len(first)]
     if not later:
         return ""
     cells = []
@@ -185,7 +187,8 @@ def main(argv=None) -> int:
     js.write_text(portable(json.dumps({"date": date, "runs": {k: {"run_dir": e["run_dir"], "step": e["steps"],
                                                           "pair_cosine": e["cosine"]}
                                                       for k, e in entries.items()},
-                              "table": records, "metrics": {k: without_scores(e["metrics"]) for k, e in entries.items()}},
+                              "table": records,
+                              "metrics": {k: without_scores(e["metrics"]) for k, e in entries.items()}},
                              indent=2)) + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {md}, {js} and {png}")

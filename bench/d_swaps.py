@@ -225,7 +225,8 @@ def main(argv=None) -> int:
     text = report(results, len(images), args.data)
     print(text)
     args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / (f"d-swaps-{datetime.now(timezone.utc):%Y-%m-%d}" + (f"-{args.name}" if args.name else "") + ".md")
+    stem = f"d-swaps-{datetime.now(timezone.utc):%Y-%m-%d}" + (f"-{args.name}" if args.name else "")
+    out = args.results / f"{stem}.md"
     out.write_text(text)
     print(f"wrote {out}")
     return 0

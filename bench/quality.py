@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     md.write_text(header + text + "\n", encoding="utf-8")
     js.write_text(json.dumps({"date": date, "data": str(args.data), "budget": train, "n_per_caption": args.n_per_caption,
                               "arms": arms_info, "table": records,
-                              "metrics": {a: without_scores(state["arms"][a].get("metrics")) for a in chosen}}, indent=2) + "\n")
+                              "metrics": {a: without_scores(state["arms"][a].get("metrics")) for a in chosen}},
+                             indent=2) + "\n")
     print(text)
     print(f"wrote {md}, {js} and {png}")
     return 0

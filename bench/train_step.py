@@ -61,6 +61,7 @@ VARIANTS = ("xla", "lazy4", "nogp", "noema", "contrast", "bindg", "bf16", "intra
 CHILD_VARIANTS = {"intra1-inter2": dict(intra=1, inter=2), "intra2-inter1": dict(intra=2, inter=1),
                   "onednn-off": dict(env={"TF_ENABLE_ONEDNN_OPTS": "0"})}
 LAZY_EVERY = 4
+LAZY_CYCLE = (True,) + (False,) * (LAZY_EVERY - 1)  # penalty flags of one lazy MA-GP cycle
 MATMUL_N = 2048
 BF16_PEAK_FACTOR = 2  # AVX512_BF16 VDPBF16PS: a bf16 pair per fp32 lane, so twice the fp32 FLOP per cycle
 
@@ -131,7 +132,7 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             rows.append(step_row("arch", arch, "mixed_bfloat16 (bf16 peak)", cfg, tr, st, batches, args.warmup))
         if "lazy4" in args.variants and cfg.loss == "magp":  # every arch: the recipe's cycle
             rows.append(step_row("arch", arch, f"lazy MA-GP (1 in {LAZY_EVERY})", cfg, trainer, step, batches,
-                                 args.warmup, (True,) + (False,) * (LAZY_EVERY - 1)))
+                                 args.warmup, LAZY_CYCLE))
         if arch != args.arch:
             continue
         if "nogp" in args.variants and cfg.loss == "magp":
@@ -149,9 +150,8 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
         if "bindg" in args.variants and get_arch(cfg.arch).reads == "vectors":
             c = replace(cfg, exchanged_cache="(random rows)", exchanged_g=1.0)
             tr, st = build_step(c, vocab_size)
-            cycle = (True,) + (False,) * (LAZY_EVERY - 1)
             rows.append(step_row("arch", arch, f"lazy 1/{LAZY_EVERY} + G binding term", c, tr, st,
-                                 repeat(random_batch(c, vocab_size)), args.warmup, cycle))
+                                 repeat(random_batch(c, vocab_size)), args.warmup, LAZY_CYCLE))
     return rows, plain
 
 

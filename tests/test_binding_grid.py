@@ -45,7 +45,7 @@ def test_the_grid_picks_held_out_pairs_of_distinct_templates_first_or_the_ones_a
         binding_grid.choose_pairs(rows, 1, "p999")
 
 
-def test_runs_one_to_four_each_a_run_folder(tmp_path):
+def test_runs_one_to_max_runs_each_a_run_folder(tmp_path):
     from bench.binding_grid import MAX_RUNS, parse_runs
 
     (tmp_path / "config.json").write_text("{}")
