@@ -77,6 +77,8 @@ class GanConfig:
     exchanged_share: float = 0.25  # share of mismatched captions that become exchanged ones (images that have one)
     exchanged_g: float = 0.0  # weight of G's binding term: softplus(D(fake, exchanged caption) - D(fake, caption)),
     #                           a batch mean over the rows whose mismatched caption is an exchanged one; 0: off
+    exchanged_d: float = 0.0  # weight of D's binding term: softplus(D(real, exchanged caption) - D(real, caption)),
+    #                           the same ranking on the real images, which widens D's binding gap; 0: off
     # model
     image_size: int = 64  # image side in px: 64 | 128 | 256 (the archs that support it: gan/archs.py image_sizes)
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)
@@ -300,9 +302,11 @@ def validate(cfg: GanConfig) -> None:
     if cfg.exchanged_cache and get_arch(cfg.arch).reads != "vectors":
         raise UserError(f"--set exchanged_cache: --arch {cfg.arch} reads raw captions; exchanged-colour negatives are for "
                         f"the archs that read cached vectors (dfgan, dfgan-words, stackgan)")
-    if cfg.exchanged_g < 0 or (cfg.exchanged_g and not cfg.exchanged_cache):
-        raise UserError(f"--set exchanged_g={cfg.exchanged_g}: must be >= 0, and needs --set exchanged_cache=FILE (the "
-                        f"exchanged captions G's images must not match)")
+    for name in ("exchanged_g", "exchanged_d"):
+        weight = getattr(cfg, name)
+        if weight < 0 or (weight and not cfg.exchanged_cache):
+            raise UserError(f"--set {name}={weight}: must be >= 0, and needs --set exchanged_cache=FILE (the exchanged "
+                            f"captions the images must not match)")
     if not cfg.embeddings:
         raise UserError("--embeddings is required: the embedding cache .h5 written by precompute_embeddings.py")
 

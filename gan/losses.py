@@ -103,12 +103,14 @@ def magp_generator_loss(fake_logits):
 
 # ----------------------------------------------------------------------------------------------- KL
 def binding_rank_loss(true_logits, exchanged_logits, mask):
-    """G's binding term: its image should match its own caption better than the caption's exchanged-colour twin,
+    """The binding term: an image should match its own caption better than the caption's exchanged-colour twin,
 
-        L = mean_i m_i · softplus(D(G(z, t_i), t̃_i) − D(G(z, t_i), t_i))
+        L = mean_i m_i · softplus(D(x_i, t̃_i) − D(x_i, t_i))
 
-    (a logistic ranking loss, the NegCLIP idea turned on the generator). mask [B]: 1 where t̃_i is an exchanged
-    caption of the image t_i describes, 0 elsewhere (those rows add 0); a batch mean, so replicas sum exactly.
+    (a logistic ranking loss). G's term (exchanged_g) takes its fakes x_i = G(z, t_i): the NegCLIP idea turned on the
+    generator; D's (exchanged_d) the real images, which keeps widening D's gap between a caption and its twin after the
+    matching-aware loss is content with both. mask [B]: 1 where t̃_i is an exchanged caption of the image t_i
+    describes, 0 elsewhere (those rows add 0); a batch mean, so replicas sum exactly.
     """
     gap = tf.cast(exchanged_logits, tf.float32) - tf.cast(true_logits, tf.float32)
     return _mean(tf.cast(mask, tf.float32) * tf.nn.softplus(gap))

@@ -61,8 +61,10 @@ class GanTrainer(keras.Model):
         self.z_dim, self.c_dim = cfg.z_dim, cfg.c_dim
         self.loss_name, self.kl_weight = cfg.loss, cfg.kl_weight
         self.contrastive = cfg.contrastive  # λ of the batch contrastive term on D's projection scores (0: off)
-        # with an exchanged-caption cache each batch ends with the exchanged rows' mask; exchanged_g weighs G's term
-        self.has_exchanged, self.exchanged_g = bool(cfg.exchanged_cache), cfg.exchanged_g
+        # with an exchanged-caption cache each batch ends with the exchanged rows' mask; exchanged_g / exchanged_d
+        # weigh G's and D's binding terms
+        self.has_exchanged = bool(cfg.exchanged_cache)
+        self.exchanged_g, self.exchanged_d = cfg.exchanged_g, cfg.exchanged_d
         self.magp_weight, self.magp_power = cfg.magp_weight, cfg.magp_power
         self.augment, self.shift_px = cfg.augment, cfg.shift_px
         self.g_loss_fn, self.d_loss_fn = L.LOSS_FAMILIES[cfg.loss]
@@ -185,6 +187,8 @@ class GanTrainer(keras.Model):
             fake_logits = self.discriminate(fake_features, t_real, words=words)  # [B]
             # losses (float32)
             d_loss = self._d_loss(real_logits, wrong_logits, fake_logits, gp_tape, gp_inputs, penalty)
+            if self.exchanged_d:  # a real image must match its caption better than its exchanged twin
+                d_loss += self.exchanged_d * L.binding_rank_loss(real_logits, wrong_logits, exchanged)
             g_adv = self.g_loss_fn(fake_logits)
             g_loss = g_adv + self.kl_weight * kl
             if self.exchanged_g:  # G's image must match its caption better than the exchanged twin D rejects

@@ -17,11 +17,11 @@ from tools.errors import UserError
 RUNS = Path(__file__).parent / "data" / "runs"
 # resolve({"arch": A, "preset": "cpu", "embeddings": "x.h5"}) as computed by the code before the defaults moved
 # (commit 3780f5e, removed options dropped: each was at its off value; options added since at theirs: aux_class,
-# exchanged_cache — exchanged_share and exchanged_g only matter with a cache)
+# exchanged_cache — exchanged_share, exchanged_g and exchanged_d only matter with a cache)
 DFGAN_CPU = {
     "embeddings": "x.h5", "caption_mean_k": 1, "augment": False, "shift_px": 4, "hard_negatives": 0.5,
     "hard_neg_low": 0.8, "hard_neg_high": 0.95, "hard_neg_pool": 4096, "exchanged_cache": "", "exchanged_share": 0.25,
-    "exchanged_g": 0.0, "image_size": 64, "arch": "dfgan",
+    "exchanged_g": 0.0, "exchanged_d": 0.0, "image_size": 64, "arch": "dfgan",
     "ngf": 32, "ndf": 32,
     "z_dim": 100, "c_dim": 128, "upsample": "nearest", "proj4": "spatial", "d_norm": "auto", "ta80_embed_dim": 256,
     "ta80_rnn_dim": 128, "ta80_dense_dim": 128, "ema": True, "ema_decay": 0.999, "diffaug": "translation,cutout",

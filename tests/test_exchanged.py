@@ -129,12 +129,13 @@ def test_each_batch_ends_with_the_mask_of_its_exchanged_rows(work):
     assert 0 < np.mean(masks) < 1  # share 0.5 of the images that have one: some rows of each kind
 
 
-def test_g_binding_term_needs_exchanged_captions_and_a_weight_of_zero_or_more():
+@pytest.mark.parametrize("name", ["exchanged_g", "exchanged_d"])
+def test_a_binding_term_needs_exchanged_captions_and_a_weight_of_zero_or_more(name):
     from gan.config import resolve
 
-    for over, why in (({"exchanged_g": 1.0}, "needs --set exchanged_cache=FILE"),
-                      ({"exchanged_g": -1.0, "exchanged_cache": "ex.h5"}, "must be >= 0")):
-        with pytest.raises(UserError, match=f"--set exchanged_g=.*{why}") as e:
+    for over, why in (({name: 1.0}, "needs --set exchanged_cache=FILE"),
+                      ({name: -1.0, "exchanged_cache": "ex.h5"}, "must be >= 0")):
+        with pytest.raises(UserError, match=f"--set {name}=.*{why}") as e:
             resolve({"arch": "dfgan-words", "preset": "cpu", "embeddings": "x.h5", **over}, False)
         assert "\n" not in str(e.value)
 
@@ -199,3 +200,8 @@ def test_a_words_run_trains_on_exchanged_negatives_and_resumes_bit_identically(w
     g0, g1 = (ckpt_tensors(next((tmp / n).iterdir()) / "checkpoints" / "ckpt-1") for n in ("g0", "g1"))
     moved = [k for k in g0 if not np.array_equal(g0[k], g1[k])]
     assert moved and all(k.startswith(("generator", "g_optimizer", "ema", "sampler")) for k in moved), moved[:5]
+    # D's binding term: D's first update moves, G's (taken from the same forward pass) does not
+    cli([*opts[:-4], "--set", "exchanged_d=1", "--ckpt-every", 1, "--run-dir", tmp / "d1", "--steps", 1])
+    d1 = ckpt_tensors(next((tmp / "d1").iterdir()) / "checkpoints" / "ckpt-1")
+    moved = [k for k in g0 if not np.array_equal(g0[k], d1[k])]
+    assert moved and all(k.startswith("d_optimizer") for k in moved), moved[:5]
