@@ -8,7 +8,9 @@ colours both palettes have)?
 
 Every image gets one template caption that names all four attributes with its true values, and four captions
 each with one attribute swapped for another value (drawn at random); a yellow/white flower also the caption with
-its two colours exchanged. For an arch that reads words (dfgan-words) D gets each caption's token states too. Per attribute: how often D(image, true) >
+its two colours exchanged, once in that template and once in one that names the centre colour first ("the white
+center of this flower is surrounded by five round yellow petals"): a D that binds by word order wins only the
+first. For an arch that reads words (dfgan-words) D gets each caption's token states too. Per attribute: how often D(image, true) >
 D(image, swapped) ("win": 0.5 is a D blind to that word) and the mean logit gap. For the petal count, also the
 mean logit of images with count a (rows) under captions naming count b (columns), double-centred (the row and
 column means removed): what is left is the image-text interaction, the part of D that a generator's gradient
@@ -63,9 +65,12 @@ def parse_runs(text: str) -> list[tuple[str, Path]]:
     return runs
 
 
-def caption(values) -> str:
-    """One template naming all four attributes; values in ATTRIBUTES order (petal colour, centre, count, shape)."""
+def caption(values, centre_first: bool = False) -> str:
+    """One template naming all four attributes; values in ATTRIBUTES order (petal colour, centre, count, shape).
+    centre_first: a template that names the centre colour first (the synthetic captions' template 6)."""
     petal, centre, count, shape = values
+    if centre_first:
+        return f"the {centre} center of this flower is surrounded by {spec.COUNT_WORDS[count]} {shape} {petal} petals"
     return f"this flower has {spec.COUNT_WORDS[count]} {shape} {petal} petals and a {centre} center"
 
 
@@ -87,13 +92,13 @@ def swapped_captions(labels: np.ndarray, rng: np.random.Generator) -> tuple[list
     return true, swaps
 
 
-def exchanged_captions(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def exchanged_captions(labels: np.ndarray, centre_first: bool = False) -> tuple[np.ndarray, list[str]]:
     """labels int [N, 4] -> (mask [N]: the flower's petal and centre colours differ and each could be the other's,
     i.e. yellow and white; the captions with the two colours exchanged, the true caption where mask is False)."""
     both = set(spec.PETAL_COLORS) & set(spec.CENTER_COLORS)  # colours either part may have: yellow, white
     values = [[ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)] for row in labels]
     mask = np.array([v[0] in both and v[1] in both and v[0] != v[1] for v in values], bool)
-    return mask, [caption([v[1], v[0], *v[2:]] if m else v) for v, m in zip(values, mask)]
+    return mask, [caption([v[1], v[0], *v[2:]] if m else v, centre_first) for v, m in zip(values, mask)]
 
 
 def win_rate(true_logits: np.ndarray, swapped_logits: np.ndarray) -> dict:
@@ -179,6 +184,11 @@ def judge_run(judge: Judge, images: np.ndarray, labels: np.ndarray, seed: int) -
     out["count_interaction"] = interaction(mean).round(4).tolist()
     mask, exchanged = exchanged_captions(labels)
     out["binding"] = {**win_rate(true_logits[mask], judge.logits(feats, exchanged)[mask]), "images": int(mask.sum())}
+    # the same with the centre named first: a D that binds by word order ("the first colour is the petals'") loses here
+    _, exchanged = exchanged_captions(labels, centre_first=True)
+    true_first = judge.logits(feats, [caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)], True)
+                                      for row in labels])
+    out["binding_centre_first"] = win_rate(true_first[mask], judge.logits(feats, exchanged)[mask])
     out["step"], out["checkpoint"] = judge.step, judge.path
     return out
 
@@ -191,11 +201,13 @@ def report(results: dict[str, dict], n_images: int, data: Path) -> str:
              f"{n_images} real images of {portable(str(data))}, each with its true template caption and one caption per attribute "
              "with that word swapped; `python bench/d_swaps.py`. Machine (float rounding only): " + machine(),
              "", "## P(D(true) > D(one word swapped)) and the mean logit gap", "",
-             "| run | step | " + " | ".join(ATTRIBUTES) + " | colours exchanged (binding) |",
-             "|---|---:|" + "---:|" * (len(ATTRIBUTES) + 1)]
+             "| run | step | " + " | ".join(ATTRIBUTES) + " | colours exchanged (binding) | binding, centre named first |",
+             "|---|---:|" + "---:|" * (len(ATTRIBUTES) + 2)]
     for name, r in results.items():
         cells = [f"{r[a]['win']:.3f} ({r[a]['gap']:+.2f})" for a in ATTRIBUTES]
         cells.append(f"{r['binding']['win']:.3f} ({r['binding']['gap']:+.3f}; {r['binding']['images']} images)")
+        first = r["binding_centre_first"]
+        cells.append(f"{first['win']:.3f} ({first['gap']:+.3f})")
         lines.append(f"| {name} | {r['step']} | " + " | ".join(cells) + " |")
     counts = ATTRIBUTE_VALUES["petal_count"]
     lines += ["", "## Petal count: image-text interaction (rows: count shown, columns: count named; double-centred)",

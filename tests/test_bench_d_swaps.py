@@ -36,6 +36,10 @@ def test_exchanged_captions_swap_the_two_colours_of_yellow_white_flowers_only():
     assert texts[0] == "this flower has five round white petals and a yellow center"
     assert texts[1] == "this flower has eight pointed yellow petals and a white center"
     assert texts[2] == "this flower has four round red petals and a white center"  # unchanged: red cannot be a centre
+    mask, texts = exchanged_captions(labels, centre_first=True)
+    assert mask.tolist() == [True, True, False, False]
+    assert texts[0] == "the yellow center of this flower is surrounded by five round white petals"
+    assert texts[3] == "the white center of this flower is surrounded by six round white petals"
 
 
 def test_interaction_removes_row_and_column_effects():
@@ -55,11 +59,12 @@ def test_study_end_to_end_on_a_tiny_run(tmp_path):
     text = next(tmp_path.glob("d-swaps-*.md")).read_text()
     rows = [line for line in text.splitlines() if line.startswith("| tiny |") or line.startswith("| again |")]
     assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # same checkpoint, same numbers
-    cells = rows[0].strip("|").split("|")[2:]  # the four attributes, then the exchanged colours (binding)
+    cells = rows[0].strip("|").split("|")[2:]  # the four attributes, the exchanged colours (binding), centre first
     wins = [float(c.split()[0]) for c in cells[:4]]
-    assert len(cells) == 5 and all(0.0 <= w <= 1.0 for w in wins)
-    binding = cells[4].split()[0]  # nan where none of the 24 flowers is yellow/white
-    assert binding == "nan" or 0.0 <= float(binding) <= 1.0
+    assert len(cells) == 6 and all(0.0 <= w <= 1.0 for w in wins)
+    for cell in cells[4:]:
+        binding = cell.split()[0]  # nan where none of the 24 flowers is yellow/white
+        assert binding == "nan" or 0.0 <= float(binding) <= 1.0
     matrix = [[float(v) for v in line.strip("|").split("|")[1:]] for line in text.splitlines()
               if line[:4] in ("| 4 ", "| 5 ", "| 6 ", "| 8 ")][:4]
     np.testing.assert_allclose(np.sum(matrix, axis=1), 0.0, atol=0.03)  # printed with 2 decimals

@@ -72,6 +72,24 @@ def test_the_tool_writes_each_image_its_exchanged_captions(work):
     assert {r["image_id"] for r in rows} == with_two
 
 
+def test_seen_only_keeps_the_exchanges_that_are_another_images_caption():
+    from types import SimpleNamespace
+
+    from tools.exchanged_captions import exchanged_rows
+
+    captions = ["yellow petals and a white center", "white petals and a yellow center", "red petals and a brown center",
+                "a red flower"]
+    data = SimpleNamespace(captions=captions, caption_image=np.array([0, 1, 2, 2]), num_captions=4,
+                           image_ids=["a", "b", "c"], image_paths=["a.png", "b.png", "c.png"])
+    rows, counts = exchanged_rows(data)
+    assert [(r["image_id"], r["captions"]) for r in rows] == [
+        ("a", [captions[1]]), ("b", [captions[0]]), ("c", ["brown petals and a red center"])]
+    assert counts["not_another_images_caption"] == 0 and counts["fewer_than_two_colours"] == 1
+    rows, counts = exchanged_rows(data, seen_only=True)
+    assert [(r["image_id"], r["captions"]) for r in rows] == [("a", [captions[1]]), ("b", [captions[0]])]
+    assert counts["not_another_images_caption"] == 1 and counts["exchanged"] == 2 and counts["images"] == 2
+
+
 def _negatives(caches, share, tokens=True):
     from gan.data import read_cache
     from gan.exchanged import ExchangedNegatives
