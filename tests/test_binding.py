@@ -13,11 +13,14 @@ from tools.evaluation.binding import (DEFAULT_PAIRS, binding_scores, judge_colou
 
 Y, W = "yellow", "white"
 # petal palette indices: yellow 2, white 3; centre palette indices: yellow 0, white 3
-ROWS = [{"id": "p1a", "pair": "p1", "member": "a", "caption": "-", "petal_color": Y, "center_color": W},
-        {"id": "p1b", "pair": "p1", "member": "b", "caption": "-", "petal_color": W, "center_color": Y},
-        {"id": "p2a", "pair": "p2", "member": "a", "caption": "-", "petal_color": Y, "center_color": W},
-        {"id": "p2b", "pair": "p2", "member": "b", "caption": "-", "petal_color": W, "center_color": Y,
-         "in_training": True}]
+ROWS = [{"id": "p1a", "pair": "p1", "member": "a", "caption": "yellow petals, a white center", "petal_color": Y,
+         "center_color": W},
+        {"id": "p1b", "pair": "p1", "member": "b", "caption": "white petals, a yellow center", "petal_color": W,
+         "center_color": Y},
+        {"id": "p2a", "pair": "p2", "member": "a", "caption": "the White center is ringed by yellow petals",
+         "petal_color": Y, "center_color": W},
+        {"id": "p2b", "pair": "p2", "member": "b", "caption": "the yellow center is ringed by white petals",
+         "petal_color": W, "center_color": Y, "in_training": True}]
 
 
 def test_binding_scores_golden():
@@ -29,7 +32,8 @@ def test_binding_scores_golden():
     pred = {"petal_color": np.array([p for p, _ in shown]), "center_color": np.array([c for _, c in shown])}
     s = binding_scores(pred, ROWS, samples=2)
     assert s == {"accuracy": 5 / 8, "pair_accuracy": 2 / 4, "petal_color": 6 / 8, "center_color": 5 / 8,
-                 "swapped": 2 / 8, "alike": 1 / 4, "held_out": 2 / 4, "n_pairs": 2, "n_held_out": 1, "samples": 2}
+                 "swapped": 2 / 8, "alike": 1 / 4, "held_out": 2 / 4, "petal_first": 2 / 4, "centre_first": 3 / 4,
+                 "n_pairs": 2, "n_held_out": 1, "n_centre_first": 2, "samples": 2}
     with pytest.raises(ValueError, match="want 4 captions x 3 samples"):
         binding_scores(pred, ROWS, samples=3)
 
@@ -53,7 +57,8 @@ def test_real_flowers_bind_and_a_sentence_blind_generator_does_not(pairs):
     assert (s["accuracy"], s["pair_accuracy"], s["swapped"], s["alike"], s["petal_color"], s["center_color"]) == \
         (0.5, 0.0, 0.5, 1.0, 0.5, 0.5)
     labels = [label for label, _, _ in table_rows({**s, "real": perfect})]
-    assert labels[0] == "binding accuracy (swap pairs)" and len(labels) == 7
+    assert labels[0] == "binding accuracy (swap pairs)" and len(labels) == 9
+    assert (perfect["n_centre_first"], perfect["petal_first"], perfect["centre_first"]) == (40, 1.0, 1.0)
 
 
 def _write(tmp_path, rows) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,13 @@ def pairs_key(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def centre_named_first(row: dict) -> bool:
+    """Whether the caption names the centre colour before the petal colour ("the white center of this flower is
+    surrounded by yellow petals"), as whole words; False when either is not found."""
+    at = {a: re.search(rf"\b{re.escape(row[a])}\b", row["caption"], re.IGNORECASE) for a in SWAP}
+    return bool(at["petal_color"] and at["center_color"] and at["center_color"].start() < at["petal_color"].start())
+
+
 def binding_scores(predicted: dict[str, np.ndarray], rows: list[dict], samples: int) -> dict:
     """Pure: the binding scores from predicted colours.
 
@@ -90,12 +98,16 @@ def binding_scores(predicted: dict[str, np.ndarray], rows: list[dict], samples: 
     pair_both = both[0::2] & both[1::2]  # [P, K]: member a and b of (pair, k), same noise
     alike = (got["petal_color"][0::2] == got["petal_color"][1::2]) & (got["center_color"][0::2] == got["center_color"][1::2])
     held = np.array([not (a.get("in_training") or b.get("in_training")) for a, b in zip(rows[0::2], rows[1::2])])
+    # by word order: a generator that binds by position ("the first colour is the petals'") fails the centre-first ones
+    first = np.array([centre_named_first(r) for r in rows])  # [M]
     return {
         "accuracy": float(both.mean()), "pair_accuracy": float(pair_both.mean()),
         "petal_color": float(right["petal_color"].mean()), "center_color": float(right["center_color"].mean()),
         "swapped": float(swapped.mean()), "alike": float(alike.mean()),
         "held_out": float(both.reshape(-1, 2 * k)[held].mean()) if held.any() else None,  # [P, 2K] rows of pairs
-        "n_pairs": m // 2, "n_held_out": int(held.sum()), "samples": k,
+        "petal_first": float(both[~first].mean()) if (~first).any() else None,
+        "centre_first": float(both[first].mean()) if first.any() else None,
+        "n_pairs": m // 2, "n_held_out": int(held.sum()), "n_centre_first": int(first.sum()), "samples": k,
     }
 
 
@@ -185,4 +197,6 @@ def table_rows(b: dict) -> list[tuple[str, float | None, float | None]]:
             ("binding, centre colour", b["center_color"], real.get("center_color")),
             ("binding, partner's colours shown", b.get("swapped"), real.get("swapped")),
             ("binding, both members alike", b.get("alike"), real.get("alike")),
-            ("binding, held-out pairs only", b["held_out"], real.get("held_out"))]
+            ("binding, held-out pairs only", b["held_out"], real.get("held_out")),
+            ("binding, petal colour named first", b.get("petal_first"), real.get("petal_first")),
+            ("binding, centre colour named first", b.get("centre_first"), real.get("centre_first"))]

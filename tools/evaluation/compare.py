@@ -326,7 +326,8 @@ def _binding_rows(binding: dict | None) -> list[tuple[str, float | None, float |
     if binding:
         return table_rows(binding)
     empty = {"n_pairs": 0, "n_held_out": 0, "accuracy": None, "pair_accuracy": None, "petal_color": None,
-             "center_color": None, "held_out": None, "swapped": None, "alike": None}
+             "center_color": None, "held_out": None, "swapped": None, "alike": None, "petal_first": None,
+             "centre_first": None}
     return table_rows(empty)
 
 
