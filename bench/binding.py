@@ -74,7 +74,21 @@ def evaluate(label: str, run: Path, args) -> dict:
     m = json.loads(out.read_text(encoding="utf-8"))
     if not m.get("binding"):
         raise UserError(f"--runs {label}={run}: no binding rows (is its dataset a synthetic-flowers folder?)")
-    return {"metrics": m, "steps": step, "run_dir": str(run), "cosine": pair_cosine(run, Path(m["binding"]["pairs"]))}
+    return {"metrics": with_word_order(m, out), "steps": step, "run_dir": str(run),
+            "cosine": pair_cosine(run, Path(m["binding"]["pairs"]))}
+
+
+def with_word_order(m: dict, out: Path) -> dict:
+    """Metrics evaluated before the binding rows by word order (petal / centre colour named first) get them from
+    their stored swap-pair images, judged again, and are written back to `out`; newer ones are returned as they are."""
+    from tools.evaluation.binding import binding_report
+
+    b = m["binding"]
+    if "centre_first" in b:
+        return m
+    m = {**m, "binding": binding_report(Path(b["images"]), Path(b["pairs"]), b["samples"])}
+    out.write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    return m
 
 
 def pair_cosine(run: Path, pairs: Path) -> dict | None:

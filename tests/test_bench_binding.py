@@ -11,10 +11,11 @@ def test_binding_rows_come_first_with_every_other_metric_after_them():
     assert lines[0] == "| metric | dfgan-minilm (step 5000) | dfgan-words (step 4500) | real reference |"
     assert lines[2] == "| binding accuracy (swap pairs) | 0.500 | 0.900 | 1.000 |"
     assert lines[3] == "| binding, both members of a pair | 0.250 | 0.450 | 1.000 |"
-    assert lines[9].startswith("| petal_color accuracy | 0.970 | 0.960 |")
+    assert lines[9] == "| binding, petal colour named first | - | - | - |"  # _entry predates the word-order rows
+    assert lines[11].startswith("| petal_color accuracy | 0.970 | 0.960 |")
     assert "| FID | 100.00 | 100.00 | 2.01 |" in lines and not any("ms/step" in x for x in lines)
     assert lines[-1] == "| text-vector cosine of a pair's two captions (mean) | 0.993 | - | - |"
-    assert [r["metric"] for r in records][:7] == [x.split(" | ")[0][2:] for x in lines[2:9]]
+    assert [r["metric"] for r in records][:9] == [x.split(" | ")[0][2:] for x in lines[2:11]]
 
 
 def test_a_rewrite_keeps_what_stands_below_the_notes_line(tmp_path):
@@ -43,3 +44,24 @@ def test_paired_rows_difference_of_the_shared_judge_image_by_image():
     assert lines[0].startswith("Shared-judge R-precision minus sentence's, paired over the same 4 images")
     assert lines[2:] == ["| words |", "|---|", "| +0.250 ± 0.490 |"]
     assert binding.paired_rows({"sentence": entries["sentence"]}) == ""
+
+
+def test_an_evaluation_made_before_the_word_order_rows_gets_them_from_its_stored_images(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from bench.binding import with_word_order
+    from tools.evaluation.binding import DEFAULT_PAIRS, load_swap_pairs, real_images
+
+    rows = load_swap_pairs(DEFAULT_PAIRS)
+    folder = tmp_path / "swap_pairs"
+    folder.mkdir()
+    for row, image in zip(rows, real_images(rows)):  # one real render per caption: a perfect generator
+        Image.fromarray(image).save(folder / f"inference_{row['id']}.png")
+    old = {"fid": 1.0, "binding": {"accuracy": 1.0, "images": str(folder), "pairs": str(DEFAULT_PAIRS), "samples": 1}}
+    out = tmp_path / "run-step5.json"
+    m = with_word_order(old, out)
+    assert (m["fid"], m["binding"]["petal_first"], m["binding"]["centre_first"]) == (1.0, 1.0, 1.0)
+    assert m["binding"]["n_centre_first"] == 40 and json.loads(out.read_text()) == m
+    assert with_word_order(m, tmp_path / "untouched.json") is m and not (tmp_path / "untouched.json").exists()
