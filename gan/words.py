@@ -42,6 +42,7 @@ G_KEY_DIM = 32  # K_G: key size of G's word attention
 D_KEY_DIM = 32  # K_D: size of D's word and region embeddings
 G_ATTENTION_BLOCKS = (1,)  # after which up-blocks G attends to words: 1 = the 16 px block
 NEG = -1e9  # logit of a padding token (float32)
+MAX_WORD_CONTEXT = 4  # most neighbours on either side a word's features may include (config word_context)
 # whether the batch contrastive term also scores every (image, caption) pair by words: B²·L·R word-region logits
 # per pass (64·64·32·64 = 8.4 M at the cpu preset). Measured side by side (bf16 steps, batch 64, L 32, Zen 4, a busy
 # machine, median of 10 rotating rounds): dfgan 1.00, dfgan-words 1.14, with words in the contrast 1.60 — over the
@@ -83,6 +84,19 @@ def matched_word_region_scores(words, lengths, regions):
     return masked_mean(soft_best(e), token_mask(lengths, words.shape[1]))
 
 
+def neighbour_context(words, lengths, width: int):
+    """words [B, L, E], lengths [B] -> [B, L, (2·width + 1)·E]: each token's state beside those of its `width`
+    neighbours on either side, left to right (padding and positions outside the caption read as zeros); width 0
+    returns words unchanged. A colour word then carries the noun next to it ("yellow petals", "white center") as
+    features of its own, not only through the encoder's attention, where its position competes with it."""
+    if not width:
+        return words
+    length = words.shape[1]
+    w = words * ops.cast(token_mask(lengths, length), words.dtype)[:, :, None]
+    padded = ops.pad(w, [[0, 0], [width, width], [0, 0]])
+    return ops.concatenate([padded[:, width + o: width + o + length] for o in range(-width, width + 1)], axis=-1)
+
+
 def attend(q, k, v, mask):
     """q [B, Q, K], k [B, L, K], v [B, L, C], mask [B, L] bool -> [B, Q, C]: softmax over real tokens only."""
     logits = ops.einsum("bqk,blk->bql", ops.cast(q, "float32"), ops.cast(k, "float32")) / float(q.shape[-1]) ** 0.5
@@ -94,11 +108,12 @@ def attend(q, k, v, mask):
 # ------------------------------------------------------------------------------------------------- layers
 @keras.saving.register_keras_serializable(package="gan")
 class WordAttention(layers.Layer):
-    """[h [B, H, W, C], words [B, L, E], lengths [B]] -> h + W_o·(attention of every position over the words)."""
+    """[h [B, H, W, C], words [B, L, E], lengths [B]] -> h + W_o·(attention of every position over the words).
+    context: neighbours on either side each word's key and value also read (neighbour_context)."""
 
-    def __init__(self, channels: int, key_dim: int = G_KEY_DIM, **kwargs):
+    def __init__(self, channels: int, key_dim: int = G_KEY_DIM, context: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.key_dim = channels, key_dim
+        self.channels, self.key_dim, self.context = channels, key_dim, context
         self.norm = layers.LayerNormalization(name="norm")
         self.q = layers.Dense(key_dim, use_bias=False, name="q")
         self.k = layers.Dense(key_dim, use_bias=False, name="k")
@@ -107,6 +122,7 @@ class WordAttention(layers.Layer):
 
     def build(self, input_shape):
         h_shape, w_shape, _ = input_shape
+        w_shape = (*w_shape[:-1], w_shape[-1] * (2 * self.context + 1))
         self.norm.build(w_shape)
         self.q.build(h_shape)
         self.k.build(w_shape)
@@ -116,7 +132,7 @@ class WordAttention(layers.Layer):
     def call(self, inputs):
         h, words, lengths = inputs
         b, hh, ww = ops.shape(h)[0], h.shape[1], h.shape[2]
-        w = self.norm(ops.cast(words, self.compute_dtype))
+        w = self.norm(ops.cast(neighbour_context(words, lengths, self.context), self.compute_dtype))
         q = ops.reshape(self.q(h), (b, hh * ww, self.key_dim))  # [B, HW, K]
         ctx = attend(q, self.k(w), self.v(w), token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
         out = self.o(ops.cast(ctx, self.compute_dtype))
@@ -126,17 +142,17 @@ class WordAttention(layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "key_dim": self.key_dim}
+        return {**super().get_config(), "channels": self.channels, "key_dim": self.key_dim, "context": self.context}
 
 
 @keras.saving.register_keras_serializable(package="gan")
 class WordRegionTerm(layers.Layer):
     """D's word–region term: [f8 [B, 8, 8, C], words [B, L, E], lengths [B]] -> [B] float32 (each image with its
-    own caption); pair_scores gives every (image, caption) pair of a batch."""
+    own caption); pair_scores gives every (image, caption) pair of a batch. context: as WordAttention's."""
 
-    def __init__(self, key_dim: int = D_KEY_DIM, **kwargs):
+    def __init__(self, key_dim: int = D_KEY_DIM, context: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.key_dim = key_dim
+        self.key_dim, self.context = key_dim, context
         self.norm = layers.LayerNormalization(name="norm")
         init = lambda: keras.initializers.RandomNormal(0.0, 0.02)  # noqa: E731  D's DCGAN init (gan/dfgan.py)
         self.u = layers.Dense(key_dim, use_bias=False, kernel_initializer=init(), name="u")
@@ -144,31 +160,33 @@ class WordRegionTerm(layers.Layer):
 
     def build(self, input_shape):
         f_shape, w_shape, _ = input_shape
+        w_shape = (*w_shape[:-1], w_shape[-1] * (2 * self.context + 1))
         self.norm.build(w_shape)
         self.u.build(w_shape)
         self.r.build(f_shape)
 
-    def embed(self, f8, words):
+    def embed(self, f8, words, lengths):
         """-> regions [B, R, K], words [B, L, K]."""
         r = self.r(f8)
         regions = ops.reshape(r, (ops.shape(r)[0], r.shape[1] * r.shape[2], self.key_dim))
-        return regions, self.u(self.norm(ops.cast(words, self.compute_dtype)))
+        w = neighbour_context(words, lengths, self.context)
+        return regions, self.u(self.norm(ops.cast(w, self.compute_dtype)))
 
     def call(self, inputs):
         f8, words, lengths = inputs
-        regions, u = self.embed(f8, words)
+        regions, u = self.embed(f8, words, lengths)
         return matched_word_region_scores(u, lengths, regions)
 
     def pair_scores(self, f8, words, lengths):
         """f8 [Bi, 8, 8, C], words [Bw, L, E], lengths [Bw] -> [Bi, Bw] float32."""
-        regions, u = self.embed(f8, words)
+        regions, u = self.embed(f8, words, lengths)
         return word_region_scores(u, lengths, regions)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0],)
 
     def get_config(self):
-        return {**super().get_config(), "key_dim": self.key_dim}
+        return {**super().get_config(), "key_dim": self.key_dim, "context": self.context}
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -184,7 +202,7 @@ def build_generator(cfg, length: int, word_dim: int) -> keras.Model:
     def after_block(i, h):
         if i not in G_ATTENTION_BLOCKS:
             return h
-        return WordAttention(h.shape[-1], name=f"words{i}")([h, words, lengths])
+        return WordAttention(h.shape[-1], context=cfg.word_context, name=f"words{i}")([h, words, lengths])
 
     return dfgan.build_generator(cfg.cache.dim, cfg.z_dim, cfg.c_dim, cfg.ngf, cfg.upsample, image_size=cfg.image_size,
                                  extra_inputs=(words, lengths), after_block=after_block)
@@ -195,7 +213,7 @@ def build_discriminator(cfg, length: int, word_dim: int):
     words, lengths = word_inputs(length, word_dim)
 
     def extra_terms(f8, f4):
-        return [WordRegionTerm(name="word_region")([f8, words, lengths])]
+        return [WordRegionTerm(context=cfg.word_context, name="word_region")([f8, words, lengths])]
 
     return dfgan.build_discriminator(cfg.cache.dim, cfg.ndf, proj4=cfg.proj4, image_size=cfg.image_size,
                                      extra_inputs=(words, lengths), extra_terms=extra_terms)
@@ -257,7 +275,8 @@ class DfGanWords(dfgan.DfGan):
     name = "dfgan-words"
     words = True
     run_suffix = "-words"
-    own_options = dfgan.DfGan.own_options  # dfgan's options, with the same meaning
+    own_options = {**dfgan.DfGan.own_options,  # dfgan's options, with the same meaning, and its own:
+                   "word_context": (0, "word context (the neighbours each word's features include)")}
 
     def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
         length, word_dim = cfg.cache.token_length, cfg.cache.dim
@@ -270,6 +289,9 @@ class DfGanWords(dfgan.DfGan):
         return (g, *build_discriminator(cfg, length, word_dim), None)
 
     def check(self, cfg) -> None:
+        if not 0 <= cfg.word_context <= MAX_WORD_CONTEXT:
+            raise UserError(f"--set word_context={cfg.word_context}: the neighbours on either side each word also "
+                            f"reads; use 0 to {MAX_WORD_CONTEXT}")
         if cfg.caption_mean_k != 1:
             raise UserError(f"--caption-mean-k {cfg.caption_mean_k}: --arch dfgan-words reads one caption's words; "
                             f"use --caption-mean-k 1")

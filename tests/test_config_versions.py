@@ -21,7 +21,7 @@ RUNS = Path(__file__).parent / "data" / "runs"
 DFGAN_CPU = {
     "embeddings": "x.h5", "caption_mean_k": 1, "augment": False, "shift_px": 4, "hard_negatives": 0.5,
     "hard_neg_low": 0.8, "hard_neg_high": 0.95, "hard_neg_pool": 4096, "exchanged_cache": "", "exchanged_share": 0.25,
-    "exchanged_g": 0.0, "exchanged_d": 0.0, "image_size": 64, "arch": "dfgan",
+    "exchanged_g": 0.0, "exchanged_d": 0.0, "word_context": 0, "image_size": 64, "arch": "dfgan",
     "ngf": 32, "ndf": 32,
     "z_dim": 100, "c_dim": 128, "upsample": "nearest", "proj4": "spatial", "d_norm": "auto", "ta80_embed_dim": 256,
     "ta80_rnn_dim": 128, "ta80_dense_dim": 128, "ema": True, "ema_decay": 0.999, "diffaug": "translation,cutout",

@@ -60,6 +60,15 @@ def test_attention_never_attends_padding_and_one_token_returns_its_value():
     np.testing.assert_allclose(W.attend(q, k2, v2, mask).numpy(), out, rtol=1e-6)
 
 
+def test_neighbour_context_golden_with_padding_read_as_zeros():
+    words = tf.constant([[[1.0], [2.0], [3.0], [9.0]]])  # [B=1, L=4, E=1]; token 3 is padding
+    got = W.neighbour_context(words, tf.constant([3]), 1).numpy()  # [1, 4, 3]: left, self, right
+    assert got[0].tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 0.0], [3.0, 0.0, 0.0]]
+    assert W.neighbour_context(words, tf.constant([3]), 0) is words
+    two = W.neighbour_context(tf.ones((2, 3, 2)), tf.constant([3, 1]), 2).numpy()  # [2, 3, 5·2]
+    assert two.shape == (2, 3, 10) and two[1, 0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+
+
 def test_pack_unpack_round_trip():
     rng = np.random.default_rng(2)
     vec, states, lengths = rng.standard_normal((3, 4)), rng.standard_normal((3, 5, 6)), np.array([5, 1, 3])
@@ -87,8 +96,9 @@ def _batch(cfg, seed=0):
     return random_batch(cfg, 0)
 
 
-def test_word_attention_starts_as_the_identity_and_ignores_padding():
-    layer = W.WordAttention(3, key_dim=4)
+@pytest.mark.parametrize("context", [0, 1])
+def test_word_attention_starts_as_the_identity_and_ignores_padding(context):
+    layer = W.WordAttention(3, key_dim=4, context=context)
     rng = np.random.default_rng(3)
     h = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
     words = rng.standard_normal((2, 5, 6)).astype(np.float32)
@@ -104,8 +114,13 @@ def test_word_attention_starts_as_the_identity_and_ignores_padding():
 
 def test_config_refuses_caption_mean_k_and_a_run_without_tokens():
     from gan.archs import get_arch
-    from gan.config import CacheInfo
+    from gan.config import CacheInfo, resolve
     from tools.errors import UserError
+
+    with pytest.raises(UserError, match="word_context=5: .*use 0 to 4"):
+        _cfg(word_context=5)
+    with pytest.raises(UserError, match="word_context=1: only --arch dfgan-words has word context"):
+        resolve(dict(embeddings="x.h5", arch="dfgan", word_context=1), False)
 
     with pytest.raises(UserError, match="caption-mean-k 2.*dfgan-words reads one caption"):
         _cfg(caption_mean_k=2)
@@ -113,10 +128,11 @@ def test_config_refuses_caption_mean_k_and_a_run_without_tokens():
         get_arch("dfgan-words").build(replace(_cfg(), cache=CacheInfo(dim=16, path="x.h5")))
 
 
-def test_one_word_step_is_finite_and_moves_the_word_layers_of_g_and_d():
+@pytest.mark.parametrize("context", [0, 1])
+def test_one_word_step_is_finite_and_moves_the_word_layers_of_g_and_d(context):
     from bench.step_rows import build_step
 
-    cfg = _cfg()
+    cfg = _cfg(word_context=context)
     trainer, step = build_step(cfg, 0)
     g_attn = trainer.generator.get_layer("words1")
     d_words = trainer.d_head.get_layer("word_region")
@@ -130,6 +146,7 @@ def test_one_word_step_is_finite_and_moves_the_word_layers_of_g_and_d():
     assert any("words1" in p and "/o/" in p for p in moved), moved  # G's attention output starts to read words
     assert any("word_region" in p and "/u/" in p for p in moved), moved  # D's word embedding
     assert any("word_region" in p and "/r/" in p for p in moved), moved  # D's region embedding
+    assert g_attn.k.kernel.shape[0] == d_words.u.kernel.shape[0] == 16 * (2 * context + 1)  # E·(2c + 1) inputs
 
 
 def test_sampling_unpacks_conditions_and_words_change_the_image():
