@@ -132,7 +132,7 @@ class WordAttention(layers.Layer):
     def call(self, inputs):
         h, words, lengths = inputs
         b, hh, ww = ops.shape(h)[0], h.shape[1], h.shape[2]
-        w = self.norm(ops.cast(neighbour_context(words, lengths, self.context), self.compute_dtype))
+        w = self.norm(neighbour_context(ops.cast(words, self.compute_dtype), lengths, self.context))
         q = ops.reshape(self.q(h), (b, hh * ww, self.key_dim))  # [B, HW, K]
         ctx = attend(q, self.k(w), self.v(w), token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
         out = self.o(ops.cast(ctx, self.compute_dtype))
@@ -169,8 +169,8 @@ class WordRegionTerm(layers.Layer):
         """-> regions [B, R, K], words [B, L, K]."""
         r = self.r(f8)
         regions = ops.reshape(r, (ops.shape(r)[0], r.shape[1] * r.shape[2], self.key_dim))
-        w = neighbour_context(words, lengths, self.context)
-        return regions, self.u(self.norm(ops.cast(w, self.compute_dtype)))
+        w = neighbour_context(ops.cast(words, self.compute_dtype), lengths, self.context)  # cast first: float16
+        return regions, self.u(self.norm(w))  # arithmetic is emulated on a CPU
 
     def call(self, inputs):
         f8, words, lengths = inputs
