@@ -74,9 +74,9 @@ def caption(values, centre_first: bool = False) -> str:
     return f"this flower has {spec.COUNT_WORDS[count]} {shape} {petal} petals and a {centre} center"
 
 
-def label_caption(row) -> str:
+def label_caption(row, centre_first: bool = False) -> str:
     """The template caption of one label row (ATTRIBUTE_VALUES indices in ATTRIBUTES order)."""
-    return caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)])
+    return caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)], centre_first)
 
 
 def swapped_captions(labels: np.ndarray, rng: np.random.Generator) -> tuple[list[str], dict[str, list[str]]]:
@@ -186,8 +186,7 @@ def judge_run(judge: Judge, images: np.ndarray, labels: np.ndarray, seed: int) -
     out["binding"] = {**win_rate(true_logits[mask], judge.logits(feats, exchanged)[mask]), "images": int(mask.sum())}
     # the same with the centre named first: a D that binds by word order ("the first colour is the petals'") loses here
     _, exchanged = exchanged_captions(labels, centre_first=True)
-    true_first = judge.logits(feats, [caption([ATTRIBUTE_VALUES[a][v] for a, v in zip(ATTRIBUTES, row)], True)
-                                      for row in labels])
+    true_first = judge.logits(feats, [label_caption(row, centre_first=True) for row in labels])
     out["binding_centre_first"] = win_rate(true_first[mask], judge.logits(feats, exchanged)[mask])
     out["step"], out["checkpoint"] = judge.step, judge.path
     return out

@@ -97,6 +97,11 @@ def neighbour_context(words, lengths, width: int):
     return ops.concatenate([padded[:, width + o: width + o + length] for o in range(-width, width + 1)], axis=-1)
 
 
+def context_shape(shape, width: int) -> tuple:
+    """The shape neighbour_context gives words of `shape` [..., E]: [..., (2·width + 1)·E]."""
+    return (*shape[:-1], shape[-1] * (2 * width + 1))
+
+
 def attend(q, k, v, mask):
     """q [B, Q, K], k [B, L, K], v [B, L, C], mask [B, L] bool -> [B, Q, C]: softmax over real tokens only."""
     logits = ops.einsum("bqk,blk->bql", ops.cast(q, "float32"), ops.cast(k, "float32")) / float(q.shape[-1]) ** 0.5
@@ -122,7 +127,7 @@ class WordAttention(layers.Layer):
 
     def build(self, input_shape):
         h_shape, w_shape, _ = input_shape
-        w_shape = (*w_shape[:-1], w_shape[-1] * (2 * self.context + 1))
+        w_shape = context_shape(w_shape, self.context)
         self.norm.build(w_shape)
         self.q.build(h_shape)
         self.k.build(w_shape)
@@ -160,7 +165,7 @@ class WordRegionTerm(layers.Layer):
 
     def build(self, input_shape):
         f_shape, w_shape, _ = input_shape
-        w_shape = (*w_shape[:-1], w_shape[-1] * (2 * self.context + 1))
+        w_shape = context_shape(w_shape, self.context)
         self.norm.build(w_shape)
         self.u.build(w_shape)
         self.r.build(f_shape)
