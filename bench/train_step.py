@@ -23,7 +23,7 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   bindg      G's binding term on (exchanged_g=1, a quarter of the rows exchanged: gan.losses.binding_rank_loss),
              the recipe's lazy MA-GP cycle, beside that cycle without it; GFLOP/step leaves its D head pass out
   bindgd     bindg with D's binding term as well (exchanged_d=4: a loss on logits the step computes anyway)
-  bindctx    bindgd with word_context=1 (dfgan-words: each word's features hold its neighbours'): the binding recipe
+  bindctx    bindgd with word_context=1 (G's keys and D's word embedding read each word's neighbours): the recipe
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
   intra1-inter2, intra2-inter1   TF thread pools (each its own child process: set before TF starts)

@@ -79,8 +79,8 @@ class GanConfig:
     #                           a batch mean over the rows whose mismatched caption is an exchanged one; 0: off
     exchanged_d: float = 0.0  # weight of D's binding term: softplus(D(real, exchanged caption) - D(real, caption)),
     #                           the same ranking on the real images, which widens D's binding gap; 0: off
-    word_context: int = 0  # dfgan-words: each word's features in G's attention and D's word-region term also hold
-    #                        its neighbours' states, this many on either side (gan/words.py neighbour_context); 0: off
+    word_context: int = 0  # dfgan-words: each word's key in G's attention and its embedding in D's word-region term
+    #                        also read its neighbours' states, this many on either side (gan/words.py ContextDense); 0: off
     # model
     image_size: int = 64  # image side in px: 64 | 128 | 256 (the archs that support it: gan/archs.py image_sizes)
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)

@@ -16,6 +16,10 @@ token states from a cache built with `precompute_embeddings.py --tokens` (words 
        added to the one-way logit (so real/wrong/fake pairs are judged by their words too) and to the batch
        contrastive term's pair scores (dfgan's projection scores + s for every image i, caption j of the batch),
        so D learns which words go where and G is pushed toward them.
+    Word context (config word_context = c, off at 0): G's keys k_l and D's u_l read word l's c neighbours on either
+    side as well, W·LN(word_l) -> Σ_{|o| <= c} W_o·LN(word_{l+o}) (ContextDense: one 1-D convolution over the
+    tokens), so "yellow" next to "petals" has a different key from "yellow" next to "center". Without it G and D bind
+    a colour to a part by word order (the first colour named is the petals'). G's values stay the word's own.
 
 Conditioning augmentation stays on the sentence vector. Words carry no gradient into the MA-GP penalty (it keeps
 dfgan's image + sentence inputs).
@@ -84,22 +88,33 @@ def matched_word_region_scores(words, lengths, regions):
     return masked_mean(soft_best(e), token_mask(lengths, words.shape[1]))
 
 
-def neighbour_context(words, lengths, width: int):
-    """words [B, L, E], lengths [B] -> [B, L, (2·width + 1)·E]: each token's state beside those of its `width`
-    neighbours on either side, left to right (padding and positions outside the caption read as zeros); width 0
-    returns words unchanged. A colour word then carries the noun next to it ("yellow petals", "white center") as
-    features of its own, not only through the encoder's attention, where its position competes with it."""
-    if not width:
-        return words
-    length = words.shape[1]
-    w = words * ops.cast(token_mask(lengths, length), words.dtype)[:, :, None]
-    padded = ops.pad(w, [[0, 0], [width, width], [0, 0]])
-    return ops.concatenate([padded[:, width + o: width + o + length] for o in range(-width, width + 1)], axis=-1)
+@keras.saving.register_keras_serializable(package="gan")
+class ContextDense(layers.Dense):
+    """[x [B, L, E], lengths [B]] -> [B, L, units]: a bias-free Dense over each token's state and those of its `width`
+    neighbours on either side, out_i = Σ_{o=-width..width} W_o·x_{i+o} (padding and positions outside the caption read
+    as zeros): one 1-D convolution whose taps are the kernel's [E, (2·width + 1)·units] column blocks. A colour word
+    then carries the noun beside it ("yellow petals", "white center") as features of its own, not only through the
+    encoder's attention, where its position competes with it. width 0 is a plain Dense with the same kernel, so runs
+    made without word context load unchanged."""
 
+    def __init__(self, units: int, width: int = 0, **kwargs):
+        kwargs.pop("use_bias", None)
+        super().__init__(units * (2 * width + 1), use_bias=False, **kwargs)
+        self.out_units, self.width = units, width
 
-def context_shape(shape, width: int) -> tuple:
-    """The shape neighbour_context gives words of `shape` [..., E]: [..., (2·width + 1)·E]."""
-    return (*shape[:-1], shape[-1] * (2 * width + 1))
+    def call(self, inputs, lengths=None):
+        if not self.width:
+            return super().call(inputs)
+        x = inputs * ops.cast(token_mask(lengths, inputs.shape[1]), inputs.dtype)[:, :, None]  # padding reads as 0
+        e, n = self.kernel.shape[0], 2 * self.width + 1
+        kernel = ops.transpose(ops.reshape(ops.cast(self.kernel, x.dtype), (e, n, self.out_units)), (1, 0, 2))
+        return ops.conv(x, kernel, padding="same")  # [n, E, units]: tap j reads token i + j - width
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.out_units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.out_units, "width": self.width}
 
 
 def attend(q, k, v, mask):
@@ -114,20 +129,21 @@ def attend(q, k, v, mask):
 @keras.saving.register_keras_serializable(package="gan")
 class WordAttention(layers.Layer):
     """[h [B, H, W, C], words [B, L, E], lengths [B]] -> h + W_o·(attention of every position over the words).
-    context: neighbours on either side each word's key and value also read (neighbour_context)."""
+    context: neighbours on either side each word's key also reads (ContextDense). The keys say which word a position
+    reads (a 16×16 position in the petals asks for the colour whose key says "petals"); the value it gets is the
+    word's own state, since values from 2·context + 1 tokens would multiply G's widest word projection (E × channels)."""
 
     def __init__(self, channels: int, key_dim: int = G_KEY_DIM, context: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.key_dim, self.context = channels, key_dim, context
         self.norm = layers.LayerNormalization(name="norm")
         self.q = layers.Dense(key_dim, use_bias=False, name="q")
-        self.k = layers.Dense(key_dim, use_bias=False, name="k")
-        self.v = layers.Dense(channels, use_bias=False, name="v")
+        self.k = ContextDense(key_dim, context, name="k")
+        self.v = ContextDense(channels, 0, name="v")
         self.o = layers.Dense(channels, kernel_initializer="zeros", name="o")  # step 0: h unchanged
 
     def build(self, input_shape):
         h_shape, w_shape, _ = input_shape
-        w_shape = context_shape(w_shape, self.context)
         self.norm.build(w_shape)
         self.q.build(h_shape)
         self.k.build(w_shape)
@@ -137,9 +153,10 @@ class WordAttention(layers.Layer):
     def call(self, inputs):
         h, words, lengths = inputs
         b, hh, ww = ops.shape(h)[0], h.shape[1], h.shape[2]
-        w = self.norm(neighbour_context(ops.cast(words, self.compute_dtype), lengths, self.context))
+        w = self.norm(ops.cast(words, self.compute_dtype))
         q = ops.reshape(self.q(h), (b, hh * ww, self.key_dim))  # [B, HW, K]
-        ctx = attend(q, self.k(w), self.v(w), token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
+        k, v = self.k(w, lengths), self.v(w, lengths)
+        ctx = attend(q, k, v, token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
         out = self.o(ops.cast(ctx, self.compute_dtype))
         return h + ops.reshape(out, (b, hh, ww, self.channels))
 
@@ -160,12 +177,11 @@ class WordRegionTerm(layers.Layer):
         self.key_dim, self.context = key_dim, context
         self.norm = layers.LayerNormalization(name="norm")
         init = lambda: keras.initializers.RandomNormal(0.0, 0.02)  # noqa: E731  D's DCGAN init (gan/dfgan.py)
-        self.u = layers.Dense(key_dim, use_bias=False, kernel_initializer=init(), name="u")
+        self.u = ContextDense(key_dim, context, kernel_initializer=init(), name="u")
         self.r = layers.Dense(key_dim, use_bias=False, kernel_initializer=init(), name="r")
 
     def build(self, input_shape):
         f_shape, w_shape, _ = input_shape
-        w_shape = context_shape(w_shape, self.context)
         self.norm.build(w_shape)
         self.u.build(w_shape)
         self.r.build(f_shape)
@@ -174,8 +190,8 @@ class WordRegionTerm(layers.Layer):
         """-> regions [B, R, K], words [B, L, K]."""
         r = self.r(f8)
         regions = ops.reshape(r, (ops.shape(r)[0], r.shape[1] * r.shape[2], self.key_dim))
-        w = neighbour_context(ops.cast(words, self.compute_dtype), lengths, self.context)  # cast first: float16
-        return regions, self.u(self.norm(w))  # arithmetic is emulated on a CPU
+        w = self.norm(ops.cast(words, self.compute_dtype))  # cast first: float16 arithmetic is emulated on a CPU
+        return regions, self.u(w, lengths)
 
     def call(self, inputs):
         f8, words, lengths = inputs

@@ -60,13 +60,28 @@ def test_attention_never_attends_padding_and_one_token_returns_its_value():
     np.testing.assert_allclose(W.attend(q, k2, v2, mask).numpy(), out, rtol=1e-6)
 
 
-def test_neighbour_context_golden_with_padding_read_as_zeros():
+def test_context_dense_golden_with_padding_and_edges_read_as_zeros():
+    layer = W.ContextDense(1, width=1)
     words = tf.constant([[[1.0], [2.0], [3.0], [9.0]]])  # [B=1, L=4, E=1]; token 3 is padding
-    got = W.neighbour_context(words, tf.constant([3]), 1).numpy()  # [1, 4, 3]: left, self, right
-    assert got[0].tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 0.0], [3.0, 0.0, 0.0]]
-    assert W.neighbour_context(words, tf.constant([3]), 0) is words
-    two = W.neighbour_context(tf.ones((2, 3, 2)), tf.constant([3, 1]), 2).numpy()  # [2, 3, 5·2]
-    assert two.shape == (2, 3, 10) and two[1, 0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+    layer.build(words.shape)
+    layer.kernel.assign([[1.0, 10.0, 100.0]])  # taps: left neighbour, the word, right neighbour
+    got = layer(words, tf.constant([3])).numpy()[0, :3, 0]
+    assert got.tolist() == [0 + 10 + 200, 1 + 20 + 300, 2 + 30 + 0]  # the 9 is never read
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_context_dense_is_a_dense_on_the_concatenated_neighbours(width):
+    rng = np.random.default_rng(5)
+    x, lengths = rng.standard_normal((2, 6, 4)).astype(np.float32), np.array([6, 3])
+    layer = W.ContextDense(3, width)
+    got = layer(tf.constant(x), tf.constant(lengths)).numpy()
+    taps = layer.kernel.numpy().reshape(4, 2 * width + 1, 3)  # [E, tap, units]
+    masked = np.pad(x * (np.arange(6)[None, :] < lengths[:, None])[:, :, None], [(0, 0), (width, width), (0, 0)])
+    want = sum(masked[:, j: j + 6] @ taps[:, j] for j in range(2 * width + 1))  # token i + j - width through tap j
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(got[b, :n], want[b, :n], rtol=1e-5, atol=1e-5)
+    plain = W.ContextDense(3, 0)
+    assert plain(tf.constant(x)).shape == (2, 6, 3) and plain.kernel.shape == (4, 3)  # width 0: a Dense's kernel
 
 
 def test_pack_unpack_round_trip():
@@ -146,7 +161,9 @@ def test_one_word_step_is_finite_and_moves_the_word_layers_of_g_and_d(context):
     assert any("words1" in p and "/o/" in p for p in moved), moved  # G's attention output starts to read words
     assert any("word_region" in p and "/u/" in p for p in moved), moved  # D's word embedding
     assert any("word_region" in p and "/r/" in p for p in moved), moved  # D's region embedding
-    assert g_attn.k.kernel.shape[0] == d_words.u.kernel.shape[0] == 16 * (2 * context + 1)  # E·(2c + 1) inputs
+    taps = 2 * context + 1  # G's keys and D's word embedding read the word and its neighbours; G's values the word
+    assert g_attn.k.kernel.shape == (16, W.G_KEY_DIM * taps) and d_words.u.kernel.shape == (16, W.D_KEY_DIM * taps)
+    assert g_attn.v.kernel.shape == (16, g_attn.channels)
 
 
 def test_sampling_unpacks_conditions_and_words_change_the_image():
