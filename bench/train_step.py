@@ -20,9 +20,11 @@ Arch table (in-memory random tensors; GFLOP/step from gan.flops, counted from th
   nogp       penalty=False on every step (the hinge loss alone)
   noema      cfg.ema off: what the EMA update of G costs
   contrast   dfgan with the batch contrastive term toggled (the preset has it on: the row is the step without it)
+  noctx      dfgan-words without word context (word_context=0; its preset reads 1), the lazy MA-GP cycle
   bindg      G's binding term on (exchanged_g=1, a quarter of the rows exchanged: gan.losses.binding_rank_loss),
              the recipe's lazy MA-GP cycle, beside that cycle without it; GFLOP/step leaves its D head pass out
-  bindgd     bindg with D's binding term as well (exchanged_d=4: a loss on logits the step computes anyway)
+  bindgd     bindg with D's binding term as well (exchanged_d=4: a loss on logits the step computes anyway); for
+             dfgan-words both rows without word context
   bindctx    bindgd with word_context=1 (G's keys and D's word embedding read each word's neighbours): the recipe
   bf16       keras mixed_bfloat16 policy (AVX512_BF16: train_gan.py's auto policy on such a CPU); its "of peak"
              is against the bf16 peak (2× fp32)
@@ -58,8 +60,8 @@ from bench.step_rows import ChildRow, Row, build_step, random_batch, repeat, ste
 from gan.archs import ARCHS  # noqa: E402  (the registry alone: no TF before the child rows start)
 
 DEFAULT_CACHE = REPO / "cache" / "synthetic-flowers-minilm.h5"
-VARIANTS = ("xla", "lazy4", "nogp", "noema", "contrast", "bindg", "bindgd", "bindctx", "bf16", "intra1-inter2",
-            "intra2-inter1", "onednn-off")
+VARIANTS = ("xla", "lazy4", "nogp", "noema", "contrast", "noctx", "bindg", "bindgd", "bindctx", "bf16",
+            "intra1-inter2", "intra2-inter1", "onednn-off")
 CHILD_VARIANTS = {"intra1-inter2": dict(intra=1, inter=2), "intra2-inter1": dict(intra=2, inter=1),
                   "onednn-off": dict(env={"TF_ENABLE_ONEDNN_OPTS": "0"})}
 LAZY_EVERY = 4
@@ -149,14 +151,20 @@ def arch_rows(args, base_cfg, vocab_size: int) -> tuple[list[Row], dict]:
             tr, st = build_step(c, vocab_size)
             label = "without the contrastive term" if cfg.contrastive else "with the contrastive term"
             rows.append(step_row("arch", arch, label, c, tr, st, batches, args.warmup))
+        words = get_arch(cfg.arch).words
+        if "noctx" in args.variants and words and cfg.word_context:
+            c = replace(cfg, word_context=0)
+            tr, st = build_step(c, vocab_size)
+            rows.append(step_row("arch", arch, f"lazy 1/{LAZY_EVERY}, word context 0", c, tr, st, batches,
+                                 args.warmup, LAZY_CYCLE))
         for variant, d_weight, context, label in (
                 ("bindg", 0.0, 0, "G binding term"), ("bindgd", 4.0, 0, "G and D binding terms"),
-                ("bindctx", 4.0, 1, "G and D binding terms + word context 1")):
-            if variant in args.variants and get_arch(cfg.arch).reads == "vectors" and (
-                    not context or get_arch(cfg.arch).words):
+                ("bindctx", 4.0, 1, "G and D binding terms")):
+            if variant in args.variants and get_arch(cfg.arch).reads == "vectors" and (not context or words):
                 c = replace(cfg, exchanged_cache="(random rows)", exchanged_g=1.0, exchanged_d=d_weight,
                             word_context=context)
                 tr, st = build_step(c, vocab_size)
+                label += f", word context {context}" if words else ""
                 rows.append(step_row("arch", arch, f"lazy 1/{LAZY_EVERY} + {label}", c, tr, st,
                                      repeat(random_batch(c, vocab_size)), args.warmup, LAZY_CYCLE))
     return rows, plain

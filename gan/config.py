@@ -81,6 +81,7 @@ class GanConfig:
     #                           the same ranking on the real images, which widens D's binding gap; 0: off
     word_context: int = 0  # dfgan-words: each word's key in G's attention and its embedding in D's word-region term
     #                        also read its neighbours' states, this many on either side (gan/words.py ContextDense); 0: off
+    #                        (dfgan-words' preset: 1)
     # model
     image_size: int = 64  # image side in px: 64 | 128 | 256 (the archs that support it: gan/archs.py image_sizes)
     arch: str = "dfgan"  # dfgan (fused G, multi-scale D) | stackgan (StackGAN-I) | ta80 (course baseline, raw captions)

@@ -296,8 +296,11 @@ class DfGanWords(dfgan.DfGan):
     name = "dfgan-words"
     words = True
     run_suffix = "-words"
+    # word context 1 binds each colour to its part on its own (binding 0.490 for the sentence arm, 0.500 for this arch
+    # without it; bench/results/binding-2026-12-06-keys-context.md); runs made before it lack the key and load as 0
+    preset = {"word_context": 1}
     own_options = {**dfgan.DfGan.own_options,  # dfgan's options, with the same meaning, and its own:
-                   "word_context": (0, "word context (the neighbours each word's features include)")}
+                   "word_context": (0, "word context (the neighbours each word's key reads)")}
 
     def build(self, cfg, vocab_size: int = 0, generator_only: bool = False):
         length, word_dim = cfg.cache.token_length, cfg.cache.dim

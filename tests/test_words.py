@@ -127,6 +127,19 @@ def test_word_attention_starts_as_the_identity_and_ignores_padding(context):
     np.testing.assert_allclose(layer([h, noisy, lengths]).numpy(), out, rtol=1e-5, atol=1e-6)
 
 
+def test_word_context_is_on_for_new_runs_and_off_for_runs_made_before_it(tmp_path):
+    import json
+
+    from gan.run_dir import load_config
+
+    cfg = _cfg()
+    assert cfg.word_context == 1 and _cfg(word_context=0).word_context == 0  # the arch's preset, and the user's
+    older = cfg.to_dict()
+    del older["word_context"]  # config.json of a dfgan-words run trained before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    assert load_config(tmp_path).word_context == 0  # rebuilt as it was trained, so its checkpoints still load
+
+
 def test_config_refuses_caption_mean_k_and_a_run_without_tokens():
     from gan.archs import get_arch
     from gan.config import CacheInfo, resolve
