@@ -139,7 +139,7 @@ class WordAttention(layers.Layer):
         self.norm = layers.LayerNormalization(name="norm")
         self.q = layers.Dense(key_dim, use_bias=False, name="q")
         self.k = ContextDense(key_dim, context, name="k")
-        self.v = ContextDense(channels, 0, name="v")
+        self.v = layers.Dense(channels, use_bias=False, name="v")  # the word alone
         self.o = layers.Dense(channels, kernel_initializer="zeros", name="o")  # step 0: h unchanged
 
     def build(self, input_shape):
@@ -155,8 +155,7 @@ class WordAttention(layers.Layer):
         b, hh, ww = ops.shape(h)[0], h.shape[1], h.shape[2]
         w = self.norm(ops.cast(words, self.compute_dtype))
         q = ops.reshape(self.q(h), (b, hh * ww, self.key_dim))  # [B, HW, K]
-        k, v = self.k(w, lengths), self.v(w, lengths)
-        ctx = attend(q, k, v, token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
+        ctx = attend(q, self.k(w, lengths), self.v(w), token_mask(lengths, words.shape[1]))  # [B, HW, C] float32
         out = self.o(ops.cast(ctx, self.compute_dtype))
         return h + ops.reshape(out, (b, hh, ww, self.channels))
 
